@@ -1,0 +1,5 @@
+"""Allow ``python -m dagan`` (and ``torchrun -m dagan``)."""
+
+from dagan.cli import main
+
+raise SystemExit(main())

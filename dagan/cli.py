@@ -1,0 +1,147 @@
+"""Command line: a thin layer over the pipelines. Every user error is one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from dagan import __version__
+from dagan.errors import DaganError
+
+EXIT_USER_ERROR = 2
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _cmd_animate(args: argparse.Namespace) -> int:
+    from dagan.pipelines.animate import animate_files
+
+    report = animate_files(
+        args.source,
+        args.driving,
+        args.checkpoint,
+        args.depth_weights,
+        args.output,
+        relative=args.relative,
+        adapt_scale=args.adapt_scale,
+        best_frame=args.best_frame,
+        device=args.device,
+        batch_size=args.batch_size,
+        save_depth=args.save_depth,
+        side_by_side_output=args.side_by_side,
+        quiet=args.quiet,
+    )
+    fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
+    extra = f", depth video {report.depth_output}" if report.depth_output else ""
+    print(f"wrote {report.frames} frames to {report.output}{extra} ({report.seconds:.1f} s, {fps:.2f} frames/s)")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from dagan.pipelines.convert import convert
+
+    print(convert(args.input, args.output, args.depth_weights, args.half))
+    return 0
+
+
+def _add_animate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "animate",
+        help="animate a portrait with a driving video",
+        description="Animate a source portrait with a driving video (or a folder of frames).",
+    )
+    p.add_argument("--source", required=True, metavar="IMAGE", help="source portrait (PNG/JPEG, any size)")
+    p.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR", help="driving video or frame folder")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
+    p.add_argument(
+        "--depth-weights",
+        metavar="DIR",
+        default=None,
+        help="face-depth weights: a folder with encoder.pth and depth.pth (or a .safetensors); "
+        "may be omitted when the checkpoint .safetensors holds them",
+    )
+    p.add_argument(
+        "--output",
+        default="result.mp4",
+        metavar="OUT.mp4|OUT_DIR/",
+        help="an .mp4 (H.264, driving fps and audio) or a folder for PNG frames (default: result.mp4)",
+    )
+    motion = p.add_mutually_exclusive_group()
+    motion.add_argument(
+        "--relative", dest="relative", action="store_true", default=True, help="relative motion (default)"
+    )
+    motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoint positions")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--adapt-scale", dest="adapt_scale", action="store_true", default=True, help="adapt movement scale (default)"
+    )
+    scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="use movement as it is")
+    p.add_argument("--best-frame", type=_non_negative_int, default=None, metavar="N", help="animate from frame N")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="driving frames per batch")
+    p.add_argument("--save-depth", default=None, metavar="DEPTH.mp4", help="also write the driving depth as a video")
+    p.add_argument(
+        "--side-by-side", action="store_true", help="write source | driving | depth | result panels as the output"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_animate)
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert checkpoints between .pth.tar / depth folders and .safetensors",
+        description="Convert between the original files (.pth.tar, encoder.pth + depth.pth) and .safetensors.",
+    )
+    p.add_argument("input", help=".pth.tar, depth folder, or .safetensors")
+    p.add_argument("output", help=".safetensors, .pth.tar, or a folder for depth weights")
+    p.add_argument("--depth-weights", metavar="DIR", default=None, help="bundle these depth weights too")
+    p.add_argument("--half", action="store_true", help="store floats as fp16 (safetensors only)")
+    p.set_defaults(handler=_cmd_convert)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_animate, _add_convert]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dagan`` argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="dagan",
+        description="DaGAN: depth-aware talking-head generation (Hong et al., CVPR 2022).",
+    )
+    parser.add_argument("--version", action="version", version=f"dagan {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dagan`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DaganError as exc:
+        print(f"dagan: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("dagan: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

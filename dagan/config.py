@@ -1,0 +1,311 @@
+"""Typed configuration: the one place that defines every model and training setting.
+
+Each network takes its own section (for example ``KeypointDetectorConfig``) in its
+constructor. ``load_config`` reads both the project's own YAML schema (sections named
+like the dataclass fields below) and the original DaGAN ``config/*.yaml`` files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dagan.errors import DaganError
+
+GeneratorVariant = Literal["depth_aware", "spade"]
+
+#: The original class names, as the original ``--generator`` flag spelled them.
+GENERATOR_CLASS_NAMES: dict[str, GeneratorVariant] = {
+    "DepthAwareGenerator": "depth_aware",
+    "SPADEDepthAwareGenerator": "spade",
+}
+
+
+@dataclass
+class KeypointDetectorConfig:
+    """Keypoint detector on RGB-D input (hourglass, softmax heatmaps, jacobians)."""
+
+    num_kp: int = 15
+    num_channels: int = 4
+    block_expansion: int = 32
+    max_features: int = 1024
+    num_blocks: int = 5
+    temperature: float = 0.1
+    estimate_jacobian: bool = True
+    scale_factor: float = 0.25
+    single_jacobian_map: bool = False
+    pad: int = 0
+
+
+@dataclass
+class DenseMotionConfig:
+    """Dense motion network: keypoint motions blended by a predicted mask."""
+
+    num_kp: int = 15
+    num_channels: int = 3
+    block_expansion: int = 64
+    max_features: int = 1024
+    num_blocks: int = 5
+    scale_factor: float = 0.25
+    kp_variance: float = 0.01
+    estimate_occlusion_map: bool = True
+
+
+@dataclass
+class GeneratorConfig:
+    """Depth-aware generator; ``variant`` picks the plain or the SPADE decoder."""
+
+    variant: GeneratorVariant = "depth_aware"
+    num_channels: int = 3
+    block_expansion: int = 64
+    max_features: int = 512
+    num_down_blocks: int = 2
+    num_bottleneck_blocks: int = 6
+    dense_motion: DenseMotionConfig = field(default_factory=DenseMotionConfig)
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Multi-scale patch discriminator with keypoint heatmaps as extra channels."""
+
+    num_kp: int = 15
+    num_channels: int = 3
+    scales: tuple[float, ...] = (1,)
+    block_expansion: int = 32
+    max_features: int = 512
+    num_blocks: int = 4
+    use_kp: bool = True
+    sn: bool = False
+    kp_variance: float = 0.01
+
+
+@dataclass
+class DepthConfig:
+    """Face-depth network: a torchvision ResNet encoder and a 4-scale disparity decoder."""
+
+    num_layers: int = 18
+    scales: tuple[int, ...] = (0, 1, 2, 3)
+    height: int = 256
+    width: int = 256
+
+
+@dataclass
+class ModelConfig:
+    """All networks of DaGAN."""
+
+    kp_detector: KeypointDetectorConfig = field(default_factory=KeypointDetectorConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+
+    @property
+    def num_kp(self) -> int:
+        """Number of keypoints shared by every network."""
+        return self.kp_detector.num_kp
+
+    def with_num_kp(self, num_kp: int) -> ModelConfig:
+        """Return a copy where every network uses ``num_kp`` keypoints."""
+        return dataclasses.replace(
+            self,
+            kp_detector=dataclasses.replace(self.kp_detector, num_kp=num_kp),
+            generator=dataclasses.replace(
+                self.generator,
+                dense_motion=dataclasses.replace(self.generator.dense_motion, num_kp=num_kp),
+            ),
+            discriminator=dataclasses.replace(self.discriminator, num_kp=num_kp),
+        )
+
+
+@dataclass
+class LossWeights:
+    """Weights of the training objective; the names are the original ones."""
+
+    generator_gan: float = 1.0
+    discriminator_gan: float = 1.0
+    feature_matching: tuple[float, ...] = (10, 10, 10, 10)
+    perceptual: tuple[float, ...] = (10, 10, 10, 10, 10)
+    equivariance_value: float = 10.0
+    equivariance_jacobian: float = 10.0
+    kp_distance: float = 10.0
+    kp_prior: float = 0.0
+    kp_scale: float = 0.0
+    depth_constraint: float = 0.0
+
+
+@dataclass
+class TransformConfig:
+    """Random affine + thin-plate-spline warp used by the equivariance losses."""
+
+    sigma_affine: float = 0.05
+    sigma_tps: float = 0.005
+    points_tps: int = 5
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    num_epochs: int = 150
+    num_repeats: int = 75
+    epoch_milestones: tuple[int, ...] = ()
+    lr_generator: float = 2.0e-4
+    lr_discriminator: float = 2.0e-4
+    lr_kp_detector: float = 2.0e-4
+    batch_size: int = 4
+    scales: tuple[float, ...] = (1, 0.5, 0.25, 0.125)
+    checkpoint_freq: int = 10
+    transform: TransformConfig = field(default_factory=TransformConfig)
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    perceptual_backbone: Literal["vgg19", "l1_pyramid"] = "vgg19"
+
+
+@dataclass
+class DataConfig:
+    """Dataset settings."""
+
+    frame_shape: tuple[int, int, int] = (256, 256, 3)
+    id_sampling: bool = True
+    horizontal_flip: bool = True
+    time_flip: bool = True
+    jitter_brightness: float = 0.1
+    jitter_contrast: float = 0.1
+    jitter_saturation: float = 0.1
+    jitter_hue: float = 0.1
+
+
+@dataclass
+class Config:
+    """The whole project configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recursing into nested sections."""
+    if not isinstance(values, dict):
+        raise DaganError(f"config section {where} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise DaganError(f"config section {where} has unknown keys: {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-dict (YAML/JSON friendly) form of any config dataclass."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Build a ``Config`` from the project's own schema."""
+    return _build(Config, values, "config")
+
+
+def config_from_original(values: dict[str, Any]) -> Config:
+    """Translate an original DaGAN/first-order-model YAML mapping into a ``Config``."""
+    try:
+        model = values["model_params"]
+        common = model.get("common_params", {})
+        num_kp = int(common.get("num_kp", 15))
+        channels = int(common.get("num_channels", 3))
+        jacobian = bool(common.get("estimate_jacobian", True))
+        kp_params = dict(model.get("kp_detector_params", {}))
+        gen_params = dict(model.get("generator_params", {}))
+        dense = dict(gen_params.pop("dense_motion_params", {}))
+        occlusion = bool(gen_params.pop("estimate_occlusion_map", True))
+        disc_params = dict(model.get("discriminator_params", {}))
+        kp_detector = KeypointDetectorConfig(
+            num_kp=num_kp,
+            num_channels=channels + 1,
+            estimate_jacobian=jacobian,
+            **kp_params,
+        )
+        generator = GeneratorConfig(
+            num_channels=channels,
+            dense_motion=DenseMotionConfig(
+                num_kp=num_kp,
+                num_channels=channels,
+                estimate_occlusion_map=occlusion,
+                **dense,
+            ),
+            **gen_params,
+        )
+        if "scales" in disc_params:
+            disc_params["scales"] = tuple(disc_params["scales"])
+        discriminator = DiscriminatorConfig(num_kp=num_kp, num_channels=channels, **disc_params)
+
+        train_params = dict(values.get("train_params", {}))
+        weights = dict(train_params.pop("loss_weights", {}))
+        transform = dict(train_params.pop("transform_params", {}))
+        train = TrainConfig(
+            transform=TransformConfig(**transform),
+            loss_weights=_build(LossWeights, weights, "loss_weights"),
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in train_params.items()},
+        )
+        data_params = dict(values.get("dataset_params", {}))
+        augment = data_params.get("augmentation_params", {})
+        flips = augment.get("flip_param", {})
+        jitter = augment.get("jitter_param", {})
+        data = DataConfig(
+            frame_shape=tuple(data_params.get("frame_shape", (256, 256, 3))),
+            id_sampling=bool(data_params.get("id_sampling", True)),
+            horizontal_flip=bool(flips.get("horizontal_flip", False)),
+            time_flip=bool(flips.get("time_flip", False)),
+            jitter_brightness=float(jitter.get("brightness", 0.0)),
+            jitter_contrast=float(jitter.get("contrast", 0.0)),
+            jitter_saturation=float(jitter.get("saturation", 0.0)),
+            jitter_hue=float(jitter.get("hue", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DaganError(f"not a valid original DaGAN config: {exc}") from exc
+    return Config(
+        model=ModelConfig(kp_detector=kp_detector, generator=generator, discriminator=discriminator),
+        train=train,
+        data=data,
+    )
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read a config file (own schema or original DaGAN YAML); ``None`` gives vox-adv-256."""
+    if path is None:
+        text = resources.files("dagan.configs").joinpath("vox-adv-256.yaml").read_text()
+        where = "vox-adv-256.yaml"
+    else:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise DaganError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+        where = str(path)
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DaganError(f"config {where} is not valid YAML: {exc}") from exc
+    if not isinstance(values, dict):
+        raise DaganError(f"config {where} must be a YAML mapping")
+    if "model_params" in values:
+        return config_from_original(values)
+    return config_from_dict(values)

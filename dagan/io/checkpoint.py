@@ -1,0 +1,376 @@
+"""Checkpoint files: the original ``.pth.tar`` / ``encoder.pth`` / ``depth.pth`` and ``.safetensors``.
+
+Everything is loaded with ``weights_only=True``: a checkpoint can never run code. The network
+architecture is read from the tensors themselves, so users pass no architecture flags.
+
+A ``.safetensors`` file stores groups under prefixes: ``generator.``, ``kp_detector.``,
+``discriminator.``, ``depth_encoder.`` and ``depth_decoder.``; any subset may be present.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dagan.config import DepthConfig, DiscriminatorConfig, ModelConfig
+from dagan.errors import DaganError
+from dagan.io.atomic import atomic_output
+from dagan.nn.common import anti_alias_kernel_scale
+
+StateDict = dict[str, torch.Tensor]
+
+DAGAN_GROUPS = ("generator", "kp_detector", "discriminator")
+DEPTH_GROUPS = ("depth_encoder", "depth_decoder")
+ORIGINAL_TRAINING_KEYS = (
+    "optimizer_generator",
+    "optimizer_discriminator",
+    "optimizer_kp_detector",
+    "epoch",
+)
+DEPTH_ENCODER_FILE = "encoder.pth"
+DEPTH_DECODER_FILE = "depth.pth"
+#: Non-tensor entries of the original ``encoder.pth`` (the depth training resolution).
+DEPTH_META_KEYS = ("height", "width", "use_stereo")
+
+
+@dataclass
+class WeightFile:
+    """Tensor groups read from one or more files, plus non-tensor metadata."""
+
+    groups: dict[str, StateDict] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+
+def load_torch_file(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True``; any failure becomes a one-line ``DaganError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DaganError(f"checkpoint {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
+        raise DaganError(
+            f"checkpoint {path} was refused: it holds objects other than tensors, "
+            f"which a safe load does not run ({first[:160]})"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+        raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({_short(exc)})") from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
+    """Remove ``module.`` prefixes left by DataParallel/DistributedDataParallel, anywhere in a key."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith("module."):
+            key = key[len("module.") :]
+        key = key.replace(".module.", ".")
+        out[key] = value
+    return out
+
+
+def _tensor_dict(value: Any, what: str, path: Path) -> StateDict:
+    if not isinstance(value, dict):
+        raise DaganError(f"checkpoint {path}: '{what}' is a {type(value).__name__}, not a state dict")
+    tensors = {k: v for k, v in value.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise DaganError(f"checkpoint {path}: '{what}' holds no tensors")
+    return strip_wrapper_prefixes(tensors)
+
+
+def read_safetensors(path: Path) -> WeightFile:
+    """Read a grouped ``.safetensors`` file written by ``dagan``."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            groups: dict[str, StateDict] = {}
+            for key in handle.keys():
+                group, _, name = key.partition(".")
+                groups.setdefault(group, {})[name] = handle.get_tensor(key)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise DaganError(f"checkpoint {path} is not a readable safetensors file ({_short(exc)})") from exc
+    unknown = sorted(set(groups) - set(DAGAN_GROUPS) - set(DEPTH_GROUPS))
+    if unknown:
+        raise DaganError(f"checkpoint {path}: unknown tensor groups {', '.join(unknown)}")
+    for group, tensors in groups.items():
+        groups[group] = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    parsed = {k: json.loads(v) for k, v in metadata.items() if k.startswith("dagan.")}
+    return WeightFile(groups, {k.removeprefix("dagan."): v for k, v in parsed.items()}, str(path))
+
+
+def read_dagan_checkpoint(path: str | Path) -> WeightFile:
+    """Read generator and keypoint-detector weights (and more) from a ``.pth.tar`` or ``.safetensors``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DaganError(f"checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        weights = read_safetensors(path)
+    else:
+        raw = load_torch_file(path)
+        if not isinstance(raw, dict):
+            raise DaganError(f"checkpoint {path} is a {type(raw).__name__}, not a DaGAN checkpoint dict")
+        raw = strip_wrapper_prefixes(raw)
+        groups = {g: _tensor_dict(raw[g], g, path) for g in DAGAN_GROUPS if g in raw}
+        if "epoch" in raw and isinstance(raw["epoch"], int | float):
+            metadata = {"epoch": raw["epoch"]}
+        else:
+            metadata = {}
+        weights = WeightFile(groups, metadata, str(path))
+    missing = [g for g in ("generator", "kp_detector") if g not in weights.groups]
+    if missing:
+        found = ", ".join(sorted(weights.groups)) or "none"
+        raise DaganError(
+            f"checkpoint {path} is not a DaGAN checkpoint: it lacks {' and '.join(missing)} (groups found: {found})"
+        )
+    return weights
+
+
+def read_depth_weights(path: str | Path) -> WeightFile:
+    """Read the face-depth network from a directory (``encoder.pth`` + ``depth.pth``) or a ``.safetensors``."""
+    path = Path(path)
+    if path.is_dir():
+        enc_path, dec_path = path / DEPTH_ENCODER_FILE, path / DEPTH_DECODER_FILE
+        for p in (enc_path, dec_path):
+            if not p.is_file():
+                raise DaganError(
+                    f"depth weights {path} lack {p.name} (expected {DEPTH_ENCODER_FILE} and {DEPTH_DECODER_FILE})"
+                )
+        enc_raw, dec_raw = load_torch_file(enc_path), load_torch_file(dec_path)
+        for p, raw in ((enc_path, enc_raw), (dec_path, dec_raw)):
+            if not isinstance(raw, dict):
+                raise DaganError(f"depth weights {p} is a {type(raw).__name__}, not a state dict")
+        metadata = {
+            k: enc_raw[k] for k in DEPTH_META_KEYS if k in enc_raw and isinstance(enc_raw[k], int | float | bool)
+        }
+        groups = {
+            "depth_encoder": _tensor_dict(enc_raw, DEPTH_ENCODER_FILE, enc_path),
+            "depth_decoder": _tensor_dict(dec_raw, DEPTH_DECODER_FILE, dec_path),
+        }
+        return WeightFile(groups, metadata, str(path))
+    if path.suffix == ".safetensors" and path.is_file():
+        weights = read_safetensors(path)
+        missing = [g for g in DEPTH_GROUPS if g not in weights.groups]
+        if missing:
+            raise DaganError(f"depth weights {path} lack the {' and '.join(missing)} tensors")
+        return WeightFile({g: weights.groups[g] for g in DEPTH_GROUPS}, weights.metadata, str(path))
+    if not path.exists():
+        raise DaganError(f"depth weights {path} do not exist")
+    raise DaganError(
+        f"depth weights {path} must be a directory with {DEPTH_ENCODER_FILE} and {DEPTH_DECODER_FILE}, "
+        "or a .safetensors file"
+    )
+
+
+def _count_indexed(keys: set[str], prefix: str) -> int:
+    n = 0
+    while any(k.startswith(f"{prefix}{n}.") for k in keys):
+        n += 1
+    return n
+
+
+def _shape(state: StateDict, key: str, what: str, source: str) -> torch.Size:
+    if key not in state:
+        raise DaganError(f"checkpoint {source}: {what} lacks '{key}', so its architecture cannot be read")
+    return state[key].shape
+
+
+def infer_model_config(weights: WeightFile, base: ModelConfig | None = None) -> ModelConfig:
+    """Read the generator variant, num_kp and every width/depth from the tensors."""
+    base = base or ModelConfig()
+    src = weights.source
+    gen, kp = weights.groups["generator"], weights.groups["kp_detector"]
+    gkeys, kkeys = set(gen), set(kp)
+
+    kp_first = _shape(kp, "predictor.encoder.down_blocks.0.conv.weight", "kp_detector", src)
+    num_kp = _shape(kp, "kp.weight", "kp_detector", src)[0]
+    kp_blocks = _count_indexed(kkeys, "predictor.encoder.down_blocks.")
+    jac = kp.get("jacobian.weight")
+    kp_cfg = dataclasses.replace(
+        base.kp_detector,
+        num_kp=num_kp,
+        num_channels=kp_first[1],
+        block_expansion=kp_first[0] // 2,
+        num_blocks=kp_blocks,
+        max_features=max(kp[f"predictor.encoder.down_blocks.{i}.conv.weight"].shape[0] for i in range(kp_blocks)),
+        estimate_jacobian=jac is not None,
+        single_jacobian_map=jac is not None and jac.shape[0] == 4 and num_kp != 1,
+        scale_factor=anti_alias_kernel_scale(kp["down.weight"].shape[-1]) if "down.weight" in kp else 1,
+    )
+
+    variant = "spade" if any(k.startswith("decoder.G_middle_0.") for k in gkeys) else "depth_aware"
+    if variant == "depth_aware" and "final.weight" not in gkeys:
+        raise DaganError(
+            f"checkpoint {src}: the generator is neither a DepthAwareGenerator nor a SPADEDepthAwareGenerator"
+        )
+    first = _shape(gen, "first.conv.weight", "generator", src)
+    down = _count_indexed(gkeys, "down_blocks.")
+    widths = [gen[f"down_blocks.{i}.conv.weight"].shape[0] for i in range(down)]
+    dm = "dense_motion_network."
+    dm_first = _shape(gen, f"{dm}hourglass.encoder.down_blocks.0.conv.weight", "generator", src)
+    dm_blocks = _count_indexed(gkeys, f"{dm}hourglass.encoder.down_blocks.")
+    dense = dataclasses.replace(
+        base.generator.dense_motion,
+        num_kp=num_kp,
+        num_channels=first[1],
+        block_expansion=dm_first[0] // 2,
+        num_blocks=dm_blocks,
+        max_features=max(gen[f"{dm}hourglass.encoder.down_blocks.{i}.conv.weight"].shape[0] for i in range(dm_blocks)),
+        scale_factor=anti_alias_kernel_scale(gen[f"{dm}down.weight"].shape[-1]) if f"{dm}down.weight" in gkeys else 1,
+        estimate_occlusion_map=f"{dm}occlusion.weight" in gkeys,
+    )
+    gen_cfg = dataclasses.replace(
+        base.generator,
+        variant=variant,
+        num_channels=first[1],
+        block_expansion=first[0],
+        max_features=max(widths + [first[0]]),
+        num_down_blocks=down,
+        num_bottleneck_blocks=_count_indexed(gkeys, "bottleneck.r"),
+        dense_motion=dense,
+    )
+    config = dataclasses.replace(base, kp_detector=kp_cfg, generator=gen_cfg)
+    disc = weights.groups.get("discriminator")
+    if disc is not None:
+        config = dataclasses.replace(config, discriminator=_infer_discriminator(disc, config, src))
+    return config.with_num_kp(num_kp)
+
+
+def _infer_discriminator(disc: StateDict, config: ModelConfig, src: str) -> DiscriminatorConfig:
+    keys = set(disc)
+    scales = []
+    for key in sorted({k.split(".")[1] for k in keys if k.startswith("discs.")}):
+        scales.append(float(key.replace("-", ".")) if "-" in key else int(key))
+    if not scales:
+        raise DaganError(f"checkpoint {src}: the discriminator has no 'discs.<scale>' tensors")
+    prefix = f"discs.{str(scales[0]).replace('.', '-')}."
+    sn = any(k.endswith("weight_orig") for k in keys)
+    wkey = "conv.weight_orig" if sn else "conv.weight"
+    first = _shape(disc, f"{prefix}down_blocks.0.{wkey}", "discriminator", src)
+    blocks = _count_indexed(keys, f"{prefix}down_blocks.")
+    widths = [disc[f"{prefix}down_blocks.{i}.{wkey}"].shape[0] for i in range(blocks)]
+    use_kp = first[1] != config.generator.num_channels
+    return dataclasses.replace(
+        config.discriminator,
+        scales=tuple(scales),
+        block_expansion=first[0] // 2,
+        num_blocks=blocks,
+        max_features=max(widths),
+        use_kp=use_kp,
+        sn=sn,
+        num_channels=config.generator.num_channels,
+    )
+
+
+def infer_depth_config(weights: WeightFile) -> DepthConfig:
+    """ResNet depth (18/34/50/101/152) from the encoder tensors, resolution from the metadata."""
+    enc = weights.groups["depth_encoder"]
+    keys = {k.removeprefix("encoder.") for k in enc}
+    if "conv1.weight" not in keys:
+        raise DaganError(f"depth weights {weights.source}: the encoder lacks 'encoder.conv1.weight'")
+    bottleneck = "layer1.0.conv3.weight" in keys
+    blocks = tuple(_count_indexed(keys, f"layer{i}.") for i in range(1, 5))
+    layouts = {
+        (False, (2, 2, 2, 2)): 18,
+        (False, (3, 4, 6, 3)): 34,
+        (True, (3, 4, 6, 3)): 50,
+        (True, (3, 4, 23, 3)): 101,
+        (True, (3, 8, 36, 3)): 152,
+    }
+    layers = layouts.get((bottleneck, blocks))
+    if layers is None:
+        raise DaganError(f"depth weights {weights.source}: encoder blocks {blocks} match no torchvision ResNet")
+    meta = weights.metadata
+    return DepthConfig(num_layers=layers, height=int(meta.get("height", 256)), width=int(meta.get("width", 256)))
+
+
+def load_strict(module: nn.Module, state: StateDict, what: str, source: str) -> None:
+    """Load ``state`` exactly; any missing, unexpected or mis-shaped key is one ``DaganError`` line."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [
+        f"{k} (file {list(state[k].shape)}, model {list(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or misshaped:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if items:
+                shown = ", ".join(items[:4]) + (f", ... ({len(items) - 4} more)" if len(items) > 4 else "")
+                parts.append(f"{len(items)} {label}: {shown}")
+        raise DaganError(f"checkpoint {source}: {what} does not match {type(module).__name__}; " + "; ".join(parts))
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+
+_SAFE_GROUP = re.compile(r"^[a-z_]+$")
+
+
+def write_safetensors(
+    path: str | Path,
+    groups: dict[str, StateDict],
+    metadata: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write tensor groups atomically to one ``.safetensors`` file (floats cast to ``dtype`` if given)."""
+    from safetensors.torch import save_file
+
+    flat = {}
+    for group, tensors in groups.items():
+        if not _SAFE_GROUP.match(group):
+            raise ValueError(f"bad group name {group!r}")
+        for key, value in tensors.items():
+            value = value.detach().cpu()
+            if dtype is not None and value.is_floating_point():
+                value = value.to(dtype)
+            flat[f"{group}.{key}"] = value.contiguous()
+    meta = {f"dagan.{k}": json.dumps(v) for k, v in (metadata or {}).items()}
+    with atomic_output(path) as tmp:
+        save_file(flat, str(tmp), metadata=meta)
+
+
+def write_torch(path: str | Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` atomically (temp file, then rename)."""
+    with atomic_output(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def write_original_checkpoint(
+    path: str | Path, groups: dict[str, StateDict], extra: dict[str, Any] | None = None
+) -> None:
+    """Write the original ``.pth.tar`` layout: one state dict per network (plus optimisers, epoch)."""
+    payload: dict[str, Any] = {g: groups[g] for g in DAGAN_GROUPS if g in groups}
+    payload.update(extra or {})
+    write_torch(path, payload)
+
+
+def write_depth_directory(
+    directory: str | Path, groups: dict[str, StateDict], metadata: dict[str, Any] | None = None
+) -> None:
+    """Write ``encoder.pth`` (with ``height``/``width``/``use_stereo``) and ``depth.pth`` as the original does."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DaganError(f"cannot create {directory}: {exc.strerror or exc}") from exc
+    meta = {"height": 256, "width": 256, "use_stereo": False}
+    meta.update({k: v for k, v in (metadata or {}).items() if k in DEPTH_META_KEYS})
+    write_torch(directory / DEPTH_ENCODER_FILE, {**groups["depth_encoder"], **meta})
+    write_torch(directory / DEPTH_DECODER_FILE, dict(groups["depth_decoder"]))

@@ -1,0 +1,205 @@
+"""Streaming video input and output with the FFmpeg that PyAV ships (no system FFmpeg needed).
+
+Inputs are decoded frame by frame and outputs encoded as frames arrive, so memory does
+not grow with video length.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from dagan.errors import DaganError
+from dagan.io.atomic import check_writable_directory
+from dagan.io.image import IMAGE_SUFFIXES, read_image, to_uint8, write_png
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".gif", ".webm", ".mkv", ".m4v")
+DEFAULT_FPS = Fraction(25)
+#: Audio codecs an MP4 container can hold as they are; others are re-encoded to AAC.
+MP4_AUDIO_CODECS = {"aac", "mp3", "alac", "opus", "flac", "ac3", "eac3"}
+
+logging.getLogger("libav").setLevel(logging.ERROR)
+
+
+@dataclass
+class VideoInfo:
+    """What is known about a driving input before decoding it."""
+
+    path: Path
+    fps: Fraction
+    frame_count: int | None
+    has_audio: bool
+    is_directory: bool
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _frame_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Open a video file or a folder of frames, check it has at least one frame, and describe it."""
+    path = Path(path)
+    if not path.exists():
+        raise DaganError(f"driving input {path} does not exist")
+    if path.is_dir():
+        files = _frame_files(path)
+        if not files:
+            raise DaganError(f"driving folder {path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+        return VideoInfo(path, DEFAULT_FPS, len(files), False, True)
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DaganError(f"driving input {path} has no video stream")
+            stream = container.streams.video[0]
+            fps = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
+            count = stream.frames or None
+            has_audio = bool(container.streams.audio)
+            first = next(container.decode(stream), None)
+    except DaganError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, StopIteration) as exc:
+        raise DaganError(f"driving video {path} is unreadable ({_first_line(exc)})") from exc
+    if first is None:
+        raise DaganError(f"driving video {path} has no frames")
+    return VideoInfo(path, Fraction(fps), count, has_audio, False)
+
+
+def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
+    """Yield frames as uint8 (H, W, 3) arrays (folders: float [0, 1] arrays), one at a time."""
+    if info.is_directory:
+        for file in _frame_files(info.path):
+            yield read_image(file)
+        return
+    decoded = 0
+    try:
+        with av.open(str(info.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                decoded += 1
+                yield frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DaganError(f"driving video {info.path} is corrupt after {decoded} frames ({_first_line(exc)})") from exc
+    if info.frame_count and decoded < info.frame_count:
+        raise DaganError(f"driving video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
+
+
+class Mp4Writer:
+    """H.264 MP4 writer that copies (or, if it must, re-encodes) the audio of another file."""
+
+    def __init__(self, path: str | Path, fps: Fraction, audio_from: Path | None = None, crf: int = 18):
+        self.path = Path(path)
+        self.fps = fps
+        self.audio_from = audio_from
+        self.crf = crf
+        self._container = None
+        self._stream = None
+
+    def _open(self, height: int, width: int) -> None:
+        try:
+            self._container = av.open(str(self.path), mode="w", format="mp4")
+        except (av.FFmpegError, OSError) as exc:
+            raise DaganError(f"cannot write {self.path} ({_first_line(exc)})") from exc
+        stream = self._container.add_stream("libx264", rate=self.fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": "medium"}
+        self._stream = stream
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one (H, W, 3) uint8 or [0, 1] float frame."""
+        if frame.dtype != np.uint8:
+            frame = to_uint8(frame)
+        if self._container is None:
+            self._open(frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2)
+        frame = frame[: self._stream.height, : self._stream.width]
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self._container.mux(packet)
+
+    def _copy_audio(self) -> None:
+        with av.open(str(self.audio_from)) as source:
+            if not source.streams.audio:
+                return
+            audio_in = source.streams.audio[0]
+            if audio_in.codec_context.name in MP4_AUDIO_CODECS:
+                audio_out = self._container.add_stream_from_template(audio_in)
+                for packet in source.demux(audio_in):
+                    if packet.dts is None:
+                        continue
+                    packet.stream = audio_out
+                    self._container.mux(packet)
+                return
+            audio_out = self._container.add_stream("aac", rate=audio_in.codec_context.sample_rate)
+            for frame in source.decode(audio_in):
+                frame.pts = None
+                for packet in audio_out.encode(frame):
+                    self._container.mux(packet)
+            for packet in audio_out.encode(None):
+                self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder, add the audio track, and finish the file."""
+        if self._container is None:
+            raise DaganError(f"no frames were produced for {self.path}")
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        if self.audio_from is not None:
+            self._copy_audio()
+        self._container.close()
+
+    def abort(self) -> None:
+        """Close without finishing; the caller discards the file."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except (av.FFmpegError, OSError):
+                pass
+
+
+class PngDirectoryWriter:
+    """Writes lossless frames ``000000.png``, ``000001.png``, ... into a directory.
+
+    Frames go to a hidden staging folder first and are moved in by ``close``, so a failed
+    run leaves the directory as it was.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = check_writable_directory(directory)
+        self._staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.directory))
+        self.count = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Write the next frame."""
+        write_png(self._staging / f"{self.count:06d}.png", frame)
+        self.count += 1
+
+    def close(self) -> None:
+        """Move the finished frames into place."""
+        for index in range(self.count):
+            name = f"{index:06d}.png"
+            os.replace(self._staging / name, self.directory / name)
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Discard the staged frames."""
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def read_video_frames(path: str | Path) -> tuple[list[np.ndarray], Fraction]:
+    """Decode a whole (short) video into memory; for tests and tools, not for the main pipeline."""
+    info = probe_video(path)
+    return list(iter_frames(info)), info.fps

@@ -1,0 +1,30 @@
+"""Depth-aware cross-modal attention: depth features query the warped appearance features."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DepthAwareAttention(nn.Module):
+    """Attention with query from source-depth features, key and value from warped RGB features."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.query_conv = nn.Conv2d(channels, channels // 8, kernel_size=1)
+        self.key_conv = nn.Conv2d(channels, channels // 8, kernel_size=1)
+        self.value_conv = nn.Conv2d(channels, channels, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, depth_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Return ``gamma * attended + features``; shapes are (B, C, H, W)."""
+        b, c, h, w = features.shape
+        query = F.relu(self.query_conv(depth_features)).flatten(2).transpose(1, 2)
+        key = F.relu(self.key_conv(features)).flatten(2).transpose(1, 2)
+        value = F.relu(self.value_conv(features)).flatten(2).transpose(1, 2)
+        query = query.expand(b, -1, -1)
+        # The original uses unscaled dot products (scale 1, not 1/sqrt(d)); SDPA avoids
+        # materialising the (HW x HW) matrix.
+        attended = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+        return self.gamma * attended.transpose(1, 2).reshape(b, c, h, w) + features

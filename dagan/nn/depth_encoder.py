@@ -1,0 +1,43 @@
+"""Face-depth encoder: a torchvision ResNet that returns five feature maps."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+from dagan.config import DepthConfig
+
+_RESNETS = {
+    18: torchvision.models.resnet18,
+    34: torchvision.models.resnet34,
+    50: torchvision.models.resnet50,
+    101: torchvision.models.resnet101,
+    152: torchvision.models.resnet152,
+}
+
+
+class DepthEncoder(nn.Module):
+    """ResNet feature pyramid; the ImageNet-style input normalisation happens inside."""
+
+    def __init__(self, config: DepthConfig, num_input_images: int = 1):
+        super().__init__()
+        if config.num_layers not in _RESNETS:
+            raise ValueError(f"unsupported ResNet depth {config.num_layers}; use one of {sorted(_RESNETS)}")
+        self.encoder = _RESNETS[config.num_layers](weights=None)
+        if num_input_images != 1:
+            # Pose networks see frames stacked along channels.
+            self.encoder.conv1 = nn.Conv2d(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        expansion = 4 if config.num_layers > 34 else 1
+        self.num_ch_enc = [64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps at 1/2, 1/4, 1/8, 1/16 and 1/32 of a (B, 3, H, W) image in [0, 1]."""
+        net = self.encoder
+        x = net.relu(net.bn1(net.conv1((image - 0.45) / 0.225)))
+        features = [x]
+        features.append(net.layer1(net.maxpool(x)))
+        features.append(net.layer2(features[-1]))
+        features.append(net.layer3(features[-1]))
+        features.append(net.layer4(features[-1]))
+        return features

@@ -1,0 +1,84 @@
+"""Multi-scale patch discriminator that also sees the driving keypoints as heatmaps."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from dagan.config import DiscriminatorConfig
+from dagan.nn.common import kp2gaussian
+
+
+class DiscriminatorBlock(nn.Module):
+    """4x4 conv (no padding), optional instance norm, leaky ReLU 0.2, optional 2x2 pooling."""
+
+    def __init__(self, in_features: int, out_features: int, norm: bool, pool: bool, sn: bool):
+        super().__init__()
+        conv = nn.Conv2d(in_features, out_features, kernel_size=4)
+        self.conv = spectral_norm(conv) if sn else conv
+        self.norm = nn.InstanceNorm2d(out_features, affine=True) if norm else None
+        self.pool = pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block."""
+        out = self.conv(x)
+        if self.norm is not None:
+            out = self.norm(out)
+        out = F.leaky_relu(out, 0.2)
+        return F.avg_pool2d(out, 2) if self.pool else out
+
+
+class Discriminator(nn.Module):
+    """One-scale patch discriminator; returns its feature maps and the prediction map."""
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        n = config.num_blocks
+        widths = [min(config.max_features, config.block_expansion * (2 ** (i + 1))) for i in range(n)]
+        in_first = config.num_channels + (config.num_kp if config.use_kp else 0)
+        self.down_blocks = nn.ModuleList(
+            DiscriminatorBlock(in_first if i == 0 else widths[i - 1], widths[i], i != 0, i != n - 1, config.sn)
+            for i in range(n)
+        )
+        conv = nn.Conv2d(widths[-1], 1, kernel_size=1)
+        self.conv = spectral_norm(conv) if config.sn else conv
+
+    def forward(
+        self, image: torch.Tensor, kp_value: torch.Tensor | None = None
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Feature maps of every block and the final patch prediction map."""
+        out = image
+        if self.config.use_kp:
+            heatmap = kp2gaussian(kp_value, image.shape[2], image.shape[3], self.config.kp_variance)
+            out = torch.cat([out, heatmap], dim=1)
+        feature_maps = []
+        for block in self.down_blocks:
+            out = block(out)
+            feature_maps.append(out)
+        return feature_maps, self.conv(out)
+
+
+def scale_key(scale: float) -> str:
+    """Checkpoint key of a scale, as the original writes it ('1', '0-5', ...)."""
+    return str(scale).replace(".", "-")
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """One ``Discriminator`` per image-pyramid scale, stored under ``discs.<scale>``."""
+
+    def __init__(self, config: DiscriminatorConfig):
+        super().__init__()
+        self.scales = tuple(config.scales)
+        self.discs = nn.ModuleDict({scale_key(s): Discriminator(config) for s in self.scales})
+
+    def forward(
+        self, pyramid: dict[float, torch.Tensor], kp_value: torch.Tensor | None = None
+    ) -> dict[str, tuple[list[torch.Tensor], torch.Tensor]]:
+        """Map each scale key to (feature maps, prediction map) for the matching pyramid level."""
+        return {
+            key: disc(pyramid[scale], kp_value)
+            for scale, (key, disc) in zip(self.scales, self.discs.items(), strict=True)
+        }

@@ -1,0 +1,1 @@
+"""Pipelines tie the networks together: animation, training, depth training, evaluation."""

@@ -1,0 +1,262 @@
+"""Animation: a source portrait driven by a video, streamed and batched.
+
+The source's depth, keypoints and generator encodings are computed once; driving frames go
+through depth, keypoints and the generator ``batch_size`` at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dagan.errors import DaganError
+from dagan.io.atomic import atomic_output
+from dagan.io.image import read_image, resize_frame
+from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
+from dagan.motion import movement_scale, transfer_motion
+from dagan.nn import Keypoints, SourceEncoding
+from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
+from dagan.pipelines.streaming import BackgroundConsumer, prefetch
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+@dataclass
+class PreparedSource:
+    """Everything computed from the source image alone."""
+
+    image: torch.Tensor
+    depth: torch.Tensor
+    keypoints: Keypoints
+    encoding: SourceEncoding
+
+
+@dataclass
+class AnimatedFrame:
+    """One output frame with the inputs that made it; arrays are (H, W[, 3]) float32 in [0, 1]."""
+
+    index: int
+    prediction: np.ndarray
+    driving: np.ndarray
+    driving_depth: np.ndarray
+
+
+class Animator:
+    """Animate portraits with a loaded DaGAN model (the Python side of ``dagan animate``)."""
+
+    def __init__(self, networks: AnimationNetworks, device: str | torch.device = "auto", size: int = 256):
+        self.device = select_device(device) if isinstance(device, str) else device
+        self.networks = networks.to(self.device)
+        self.size = size
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: str | Path, depth_weights: str | Path | None = None, device: str = "auto"
+    ) -> Animator:
+        """Load weights (original ``.pth.tar`` or ``.safetensors``) without any architecture flags."""
+        return cls(load_animation_networks(checkpoint, depth_weights), device)
+
+    def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
+        batch = np.stack(frames).transpose(0, 3, 1, 2)
+        return torch.from_numpy(batch).to(self.device)
+
+    @torch.inference_mode()
+    def depth_and_keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, Keypoints]:
+        """Disparity and keypoints of a (B, 3, H, W) batch."""
+        depth = self.networks.depth(images)
+        return depth, self.networks.kp_detector(torch.cat([images, depth], dim=1))
+
+    @torch.inference_mode()
+    def prepare_source(self, source_image: np.ndarray) -> PreparedSource:
+        """Resize the source and compute its depth, keypoints and generator encoding once."""
+        image = self._to_tensor([resize_frame(source_image, self.size)])
+        depth, keypoints = self.depth_and_keypoints(image)
+        encoding = self.networks.generator.encode_source(image, depth)
+        return PreparedSource(image, depth, keypoints, encoding)
+
+    @torch.inference_mode()
+    def animate(
+        self,
+        source_image: np.ndarray,
+        driving: Iterable[np.ndarray],
+        *,
+        relative: bool = True,
+        adapt_scale: bool = True,
+        batch_size: int = 4,
+        initial_frame: np.ndarray | None = None,
+    ) -> Iterator[AnimatedFrame]:
+        """Yield animated frames in driving order.
+
+        Motion is taken relative to ``initial_frame`` (default: the first driving frame), which
+        is how the original's ``--best_frame`` works: the frames before it are animated from it
+        backwards and the frames after it forwards, giving the same result.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        source = self.prepare_source(source_image)
+        frames = (resize_frame(frame, self.size) for frame in driving)
+        if initial_frame is None:
+            first = next(frames, None)
+            if first is None:
+                return
+            frames = itertools.chain([first], frames)
+            initial = first
+        else:
+            initial = resize_frame(initial_frame, self.size)
+        _, kp_initial = self.depth_and_keypoints(self._to_tensor([initial]))
+        scale = movement_scale(source.keypoints, kp_initial) if relative and adapt_scale else 1.0
+
+        index = 0
+        while batch := list(itertools.islice(frames, batch_size)):
+            images = self._to_tensor(batch)
+            depth, kp_driving = self.depth_and_keypoints(images)
+            kp = transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale)
+            out = self.networks.generator(
+                source.image, kp, source.keypoints, source.depth, depth, encoding=source.encoding
+            )
+            predictions = out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
+            depths = depth[:, 0].float().cpu().numpy()
+            for i, frame in enumerate(batch):
+                yield AnimatedFrame(index, predictions[i], frame, depths[i])
+                index += 1
+
+
+def depth_to_image(depth: np.ndarray) -> np.ndarray:
+    """Grey visualisation of a disparity map as the original demo draws it: 1 - d / max(d)."""
+    peak = float(depth.max())
+    gray = 1.0 - depth / peak if peak > 0 else np.ones_like(depth)
+    return np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+
+
+def side_by_side(source: np.ndarray, frame: AnimatedFrame) -> np.ndarray:
+    """source | driving | driving depth | result, each at the working size."""
+    return np.concatenate([source, frame.driving, depth_to_image(frame.driving_depth), frame.prediction], axis=1)
+
+
+@dataclass
+class AnimateReport:
+    """What ``animate_files`` wrote."""
+
+    frames: int
+    output: Path
+    depth_output: Path | None
+    seconds: float
+
+
+def _is_directory_output(output: str | Path) -> bool:
+    text = str(output)
+    return text.endswith(("/", "\\")) or Path(text).is_dir()
+
+
+def _check_mp4_target(path: Path, what: str) -> None:
+    if path.suffix.lower() != ".mp4":
+        raise DaganError(f"{what} {path} must end in .mp4 (or, for --output, be a directory ending in /)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise DaganError(f"cannot write {path}: directory {parent} does not exist")
+
+
+def _frame_at(info: VideoInfo, index: int) -> np.ndarray:
+    for i, frame in enumerate(iter_frames(info)):
+        if i == index:
+            return frame
+    raise DaganError(f"--best-frame {index} is past the end of {info.path}")
+
+
+def animate_files(
+    source: str | Path,
+    driving: str | Path,
+    checkpoint: str | Path,
+    depth_weights: str | Path | None = None,
+    output: str | Path = "result.mp4",
+    *,
+    relative: bool = True,
+    adapt_scale: bool = True,
+    best_frame: int | None = None,
+    device: str = "auto",
+    batch_size: int = 4,
+    save_depth: str | Path | None = None,
+    side_by_side_output: bool = False,
+    quiet: bool = False,
+    animator: Animator | None = None,
+) -> AnimateReport:
+    """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out."""
+    started = time.perf_counter()
+    source_image = read_image(source)
+    info = probe_video(driving)
+    if best_frame is not None and (best_frame < 0 or (info.frame_count and best_frame >= info.frame_count)):
+        raise DaganError(f"--best-frame {best_frame} is outside the driving video's {info.frame_count} frames")
+    to_directory = _is_directory_output(output)
+    output = Path(output)
+    if not to_directory:
+        _check_mp4_target(output, "--output")
+    depth_path = Path(save_depth) if save_depth is not None else None
+    if depth_path is not None:
+        _check_mp4_target(depth_path, "--save-depth")
+    if animator is None:
+        animator = Animator.from_checkpoint(checkpoint, depth_weights, device)
+    initial = _frame_at(info, best_frame) if best_frame is not None else None
+
+    with contextlib.ExitStack() as stack:
+        writers: list[tuple[str, object]] = []
+        if to_directory:
+            writers.append(("main", PngDirectoryWriter(output)))
+        else:
+            tmp = stack.enter_context(atomic_output(output))
+            writers.append(("main", Mp4Writer(tmp, info.fps, info.path if info.has_audio else None)))
+        if depth_path is not None:
+            tmp = stack.enter_context(atomic_output(depth_path))
+            writers.append(("depth", Mp4Writer(tmp, info.fps)))
+        source_view = resize_frame(source_image, animator.size)
+
+        def write(frame: AnimatedFrame) -> None:
+            for role, writer in writers:
+                if role == "depth":
+                    writer.write(depth_to_image(frame.driving_depth))
+                elif side_by_side_output:
+                    writer.write(side_by_side(source_view, frame))
+                else:
+                    writer.write(frame.prediction)
+
+        sink = BackgroundConsumer(write)
+        count = 0
+        try:
+            frames = animator.animate(
+                source_image,
+                prefetch(iter_frames(info), 2 * batch_size),
+                relative=relative,
+                adapt_scale=adapt_scale,
+                batch_size=batch_size,
+                initial_frame=initial,
+            )
+            with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc="animate") as bar:
+                for frame in frames:
+                    sink.put(frame)
+                    count += 1
+                    bar.update(1)
+            sink.close()
+            for _, writer in writers:
+                writer.close()
+        except BaseException:
+            for _, writer in writers:
+                writer.abort()
+            raise
+    return AnimateReport(count, output, depth_path, time.perf_counter() - started)
