@@ -17,6 +17,7 @@ from dagan.config import DenseMotionConfig, DepthConfig, GeneratorConfig, Keypoi
 from dagan.io.checkpoint import write_depth_directory, write_original_checkpoint
 from dagan.nn import KeypointDetector
 from dagan.nn.face_depth import FaceDepthNetwork
+from dagan.nn.init import randomise_
 from dagan.pipelines.networks import build_generator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,25 +94,19 @@ def tiny_model_config(variant: str = "depth_aware", num_kp: int = 5) -> ModelCon
     kp = KeypointDetectorConfig(num_kp=num_kp, block_expansion=8, max_features=32, num_blocks=3)
     dense = DenseMotionConfig(num_kp=num_kp, block_expansion=8, max_features=32, num_blocks=3)
     gen = GeneratorConfig(
-        variant=variant, block_expansion=8, max_features=32, num_down_blocks=2, num_bottleneck_blocks=1, dense_motion=dense
+        variant=variant,
+        block_expansion=8,
+        max_features=32,
+        num_down_blocks=2,
+        num_bottleneck_blocks=1,
+        dense_motion=dense,
     )
     return dataclasses.replace(ModelConfig(), kp_detector=kp, generator=gen, depth=DepthConfig(num_layers=18))
 
 
-def _randomise_norms(module: torch.nn.Module, generator: torch.Generator) -> None:
-    """Non-trivial batch-norm statistics and a non-zero attention gate, so tests see real signal."""
-    for name, tensor in module.state_dict().items():
-        if name.endswith("running_var"):
-            tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-        elif name.endswith("running_mean"):
-            tensor.copy_(0.1 * torch.randn(tensor.shape, generator=generator))
-        elif name.endswith("AttnModule.gamma"):
-            tensor.fill_(0.5)
-        elif name == "jacobian.weight":
-            tensor.copy_(0.01 * torch.randn(tensor.shape, generator=generator))
-
-
-def make_tiny_weights(seed: int = 0, variant: str = "depth_aware", num_kp: int = 5) -> dict[str, dict[str, torch.Tensor]]:
+def make_tiny_weights(
+    seed: int = 0, variant: str = "depth_aware", num_kp: int = 5
+) -> dict[str, dict[str, torch.Tensor]]:
     """Deterministic random weights for the tiny model and a ResNet-18 depth network."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -122,7 +117,7 @@ def make_tiny_weights(seed: int = 0, variant: str = "depth_aware", num_kp: int =
     }
     depth = FaceDepthNetwork(config.depth)
     for net in (*nets.values(), depth):
-        _randomise_norms(net, gen)
+        randomise_(net, gen)
     groups = {name: net.state_dict() for name, net in nets.items()}
     groups["depth_encoder"] = depth.encoder.state_dict()
     groups["depth_decoder"] = depth.decoder.state_dict()
@@ -140,10 +135,17 @@ def tiny_files(tmp_path_factory):
     source = (rng.random((96, 80, 3)) * 255).astype(np.uint8)
     Image.fromarray(source).save(root / "source.png")
     clip = make_clip(root / "driving.mp4", frames=6, size=64)
-    return {"checkpoint": root / "tiny.pth.tar", "depth": root / "depth", "source": root / "source.png", "driving": clip}
+    return {
+        "checkpoint": root / "tiny.pth.tar",
+        "depth": root / "depth",
+        "source": root / "source.png",
+        "driving": clip,
+    }
 
 
-def make_clip(path: Path, frames: int = 6, size: int = 64, fps: int = 25, audio: bool = False, codec: str = "libx264") -> Path:
+def make_clip(
+    path: Path, frames: int = 6, size: int = 64, fps: int = 25, audio: bool = False, codec: str = "libx264"
+) -> Path:
     """Write a small moving-pattern clip (optionally with a sine audio track)."""
     import av
 
@@ -156,10 +158,12 @@ def make_clip(path: Path, frames: int = 6, size: int = 64, fps: int = 25, audio:
         if audio:
             audio_stream = container.add_stream("aac", rate=16000)
             audio_stream.layout = "mono"
+        if frames == 0:
+            container.start_encoding()  # a valid file whose video stream has no frames
         for i in range(frames):
-            image = np.stack(
-                [(xx * 4 + i * 9) % 256, (yy * 3 + i * 5) % 256, ((xx + yy) * 2) % 256], axis=-1
-            ).astype(np.uint8)
+            image = np.stack([(xx * 4 + i * 9) % 256, (yy * 3 + i * 5) % 256, ((xx + yy) * 2) % 256], axis=-1).astype(
+                np.uint8
+            )
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode(None):

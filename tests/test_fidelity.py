@@ -128,7 +128,12 @@ def test_generator_matches_golden(golden_nets, golden):
 
 def test_generator_with_cached_source_encoding_is_identical(golden_nets, golden):
     gen = golden_nets["generator"]
-    args = (_t(golden, "source"), _golden_kp(golden, "kp_norm"), _golden_kp(golden, "kp_source"), _t(golden, "depth_source"))
+    args = (
+        _t(golden, "source"),
+        _golden_kp(golden, "kp_norm"),
+        _golden_kp(golden, "kp_source"),
+        _t(golden, "depth_source"),
+    )
     plain = gen(*args)["prediction"]
     cached = gen(*args, encoding=gen.encode_source(args[0], args[3]))["prediction"]
     assert torch.equal(plain, cached)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,9 @@ def load_torch_file(path: str | Path) -> Any:
     if not path.is_file():
         raise DaganError(f"checkpoint {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # keep user-facing errors to one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise DaganError(

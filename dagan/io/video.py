@@ -108,6 +108,10 @@ class Mp4Writer:
         self.crf = crf
         self._container = None
         self._stream = None
+        self._audio_source = None
+        self._audio_in = None
+        self._audio_out = None
+        self._audio_copy = False
 
     def _open(self, height: int, width: int) -> None:
         try:
@@ -119,6 +123,21 @@ class Mp4Writer:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": str(self.crf), "preset": "medium"}
         self._stream = stream
+        if self.audio_from is not None:
+            self._add_audio_stream()
+
+    def _add_audio_stream(self) -> None:
+        # Every stream must exist before the first packet is written.
+        source = av.open(str(self.audio_from))
+        if not source.streams.audio:
+            source.close()
+            return
+        self._audio_source, self._audio_in = source, source.streams.audio[0]
+        self._audio_copy = self._audio_in.codec_context.name in MP4_AUDIO_CODECS
+        if self._audio_copy:
+            self._audio_out = self._container.add_stream_from_template(self._audio_in)
+        else:
+            self._audio_out = self._container.add_stream("aac", rate=self._audio_in.codec_context.sample_rate)
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (H, W, 3) uint8 or [0, 1] float frame."""
@@ -130,26 +149,20 @@ class Mp4Writer:
         for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
             self._container.mux(packet)
 
-    def _copy_audio(self) -> None:
-        with av.open(str(self.audio_from)) as source:
-            if not source.streams.audio:
-                return
-            audio_in = source.streams.audio[0]
-            if audio_in.codec_context.name in MP4_AUDIO_CODECS:
-                audio_out = self._container.add_stream_from_template(audio_in)
-                for packet in source.demux(audio_in):
-                    if packet.dts is None:
-                        continue
-                    packet.stream = audio_out
-                    self._container.mux(packet)
-                return
-            audio_out = self._container.add_stream("aac", rate=audio_in.codec_context.sample_rate)
-            for frame in source.decode(audio_in):
-                frame.pts = None
-                for packet in audio_out.encode(frame):
-                    self._container.mux(packet)
-            for packet in audio_out.encode(None):
+    def _write_audio(self) -> None:
+        if self._audio_copy:
+            for packet in self._audio_source.demux(self._audio_in):
+                if packet.dts is None:
+                    continue
+                packet.stream = self._audio_out
                 self._container.mux(packet)
+            return
+        for frame in self._audio_source.decode(self._audio_in):
+            frame.pts = None
+            for packet in self._audio_out.encode(frame):
+                self._container.mux(packet)
+        for packet in self._audio_out.encode(None):
+            self._container.mux(packet)
 
     def close(self) -> None:
         """Flush the encoder, add the audio track, and finish the file."""
@@ -157,17 +170,22 @@ class Mp4Writer:
             raise DaganError(f"no frames were produced for {self.path}")
         for packet in self._stream.encode(None):
             self._container.mux(packet)
-        if self.audio_from is not None:
-            self._copy_audio()
+        try:
+            if self._audio_out is not None:
+                self._write_audio()
+        finally:
+            if self._audio_source is not None:
+                self._audio_source.close()
         self._container.close()
 
     def abort(self) -> None:
         """Close without finishing; the caller discards the file."""
-        if self._container is not None:
-            try:
-                self._container.close()
-            except (av.FFmpegError, OSError):
-                pass
+        for handle in (self._audio_source, self._container):
+            if handle is not None:
+                try:
+                    handle.close()
+                except (av.FFmpegError, OSError):
+                    pass
 
 
 class PngDirectoryWriter:

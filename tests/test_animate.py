@@ -1,0 +1,116 @@
+"""The animate pipeline: batching, best frame, absolute mode, SPADE, outputs and audio."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from dagan.cli import main
+from dagan.io.image import read_image
+from dagan.io.video import iter_frames, probe_video, read_video_frames
+from dagan.motion import movement_scale, transfer_motion
+from dagan.nn import Keypoints
+from dagan.pipelines.animate import Animator
+
+from .conftest import DATA, make_clip, make_tiny_weights
+
+
+@pytest.fixture(scope="module")
+def tiny_animator(tiny_files):
+    return Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip_frames(tiny_files):
+    frames, _ = read_video_frames(tiny_files["driving"])
+    return frames
+
+
+def _run(animator, source, frames, **kwargs):
+    return np.stack([f.prediction for f in animator.animate(source, frames, **kwargs)])
+
+
+def test_batch_sizes_give_the_same_frames(tiny_animator, tiny_files, clip_frames):
+    source = read_image(tiny_files["source"])
+    one = _run(tiny_animator, source, clip_frames, batch_size=1)
+    four = _run(tiny_animator, source, clip_frames, batch_size=4)
+    assert one.shape == (len(clip_frames), 256, 256, 3)
+    assert np.abs(one - four).max() < 1e-4
+    assert np.abs(one[0] - one[-1]).max() > 1e-3  # the frames really move
+
+
+def test_best_frame_equals_the_original_forward_backward_procedure(tiny_animator, tiny_files, clip_frames):
+    source = read_image(tiny_files["source"])
+    n = 2
+    forward = _run(tiny_animator, source, clip_frames[n:], batch_size=2)
+    backward = _run(tiny_animator, source, clip_frames[: n + 1][::-1], batch_size=2)
+    original = np.concatenate([backward[::-1], forward[1:]])
+    ours = _run(tiny_animator, source, clip_frames, batch_size=3, initial_frame=clip_frames[n])
+    assert ours.shape == original.shape
+    assert np.abs(ours - original).max() < 1e-4
+
+
+def test_absolute_mode_uses_driving_keypoints_as_they_are():
+    kp_source = Keypoints(torch.rand(1, 3, 2), torch.eye(2).repeat(1, 3, 1, 1))
+    kp_driving = Keypoints(torch.rand(2, 3, 2), torch.eye(2).repeat(2, 3, 1, 1) * 1.1)
+    kp_initial = Keypoints(torch.rand(1, 3, 2), torch.eye(2).repeat(1, 3, 1, 1) * 0.9)
+    out = transfer_motion(kp_source, kp_driving, kp_initial, relative=False, scale=3.0)
+    assert out.value is kp_driving.value and out.jacobian is kp_driving.jacobian
+    relative = transfer_motion(kp_source, kp_driving, kp_initial, relative=True, scale=1.0)
+    assert torch.allclose(relative.value, kp_driving.value - kp_initial.value + kp_source.value)
+
+
+def test_absolute_mode_end_to_end_against_golden(golden_files, golden, golden_state_dicts):
+    animator = Animator.from_checkpoint(golden_files["checkpoint"], golden_files["depth"], device="cpu")
+    source = read_image(DATA / "src_256.png")
+    frames = [f.transpose(1, 2, 0) for f in golden["driving"]]
+    ours = _run(animator, source, frames, relative=False, batch_size=3)
+    # Absolute mode drives the generator with the driving keypoints themselves.
+    with torch.inference_mode():
+        expected = animator.networks.generator(
+            torch.from_numpy(golden["source"]),
+            Keypoints(torch.from_numpy(golden["kp_driving_value"]), torch.from_numpy(golden["kp_driving_jacobian"])),
+            Keypoints(torch.from_numpy(golden["kp_source_value"]), torch.from_numpy(golden["kp_source_jacobian"])),
+            torch.from_numpy(golden["depth_source"]),
+        )["prediction"]
+    assert np.abs(ours - expected.permute(0, 2, 3, 1).numpy()).max() < 2e-3
+    relative = _run(animator, source, frames, relative=True, batch_size=3)
+    assert np.abs(ours - relative).max() > 1e-2  # the modes really differ
+
+
+def test_adaptive_scale_is_the_hull_area_ratio():
+    square = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]]) * 0.5
+    big = square * 2
+    assert movement_scale(Keypoints(square), Keypoints(big)) == pytest.approx(0.5)
+
+
+def test_cli_writes_side_by_side_depth_and_copies_audio(tiny_files, tmp_path):
+    clip = make_clip(tmp_path / "talk.mp4", frames=5, size=48, fps=30, audio=True)
+    out, depth = tmp_path / "result.mp4", tmp_path / "depth.mp4"
+    argv = ["animate", "--source", str(tiny_files["source"]), "--driving", str(clip), "--checkpoint",
+            str(tiny_files["checkpoint"]), "--depth-weights", str(tiny_files["depth"]), "--output", str(out),
+            "--save-depth", str(depth), "--side-by-side", "--batch-size", "2", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert (video.width, video.height, video.frames, video.average_rate) == (1024, 256, 5, 30)
+        assert len(container.streams.audio) == 1
+    with av.open(str(depth)) as container:
+        assert container.streams.video[0].frames == 5 and not container.streams.audio
+    frames = list(iter_frames(probe_video(out)))
+    assert frames[0][:, 768:].std() > 1  # the result panel holds an image
+
+
+def test_spade_checkpoint_animates(tmp_path, tiny_files, clip_frames):
+    from dagan.io.checkpoint import write_original_checkpoint
+
+    groups = make_tiny_weights(seed=3, variant="spade")
+    write_original_checkpoint(tmp_path / "spade.pth.tar", {k: groups[k] for k in ("generator", "kp_detector")})
+    animator = Animator.from_checkpoint(tmp_path / "spade.pth.tar", tiny_files["depth"], device="cpu")
+    assert type(animator.networks.generator).__name__ == "SPADEDepthAwareGenerator"
+    source = read_image(tiny_files["source"])
+    one = _run(animator, source, clip_frames, batch_size=1)
+    three = _run(animator, source, clip_frames, batch_size=3)
+    assert np.isfinite(one).all() and np.abs(one - three).max() < 1e-4
