@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--fps-frames", type=int, default=24)
     parser.add_argument("--short", type=int, default=50)
     parser.add_argument("--long", type=int, default=500)
-    parser.add_argument("--rss-batch-size", type=int, default=4)
+    parser.add_argument("--rss-batch-size", type=int, default=1, help="1 is the CPU default of dagan animate")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="fps", help=argparse.SUPPRESS)

@@ -91,7 +91,13 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="use movement as it is")
     p.add_argument("--best-frame", type=_non_negative_int, default=None, metavar="N", help="animate from frame N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N", help="driving frames per batch")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="driving frames per batch (default: 1 on CPU, where batching buys no speed; 8 on GPU)",
+    )
     p.add_argument("--save-depth", default=None, metavar="DEPTH.mp4", help="also write the driving depth as a video")
     p.add_argument(
         "--side-by-side", action="store_true", help="write source | driving | depth | result panels as the output"

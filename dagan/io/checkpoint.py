@@ -60,7 +60,13 @@ def load_torch_file(path: str | Path) -> Any:
     try:
         with warnings.catch_warnings():  # keep user-facing errors to one line
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                # Memory-mapped: optimiser states and unused groups are never read into RAM.
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=True)  # pre-1.6 format
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise DaganError(
@@ -320,6 +326,8 @@ def load_strict(module: nn.Module, state: StateDict, what: str, source: str) -> 
                 shown = ", ".join(items[:4]) + (f", ... ({len(items) - 4} more)" if len(items) > 4 else "")
                 parts.append(f"{len(items)} {label}: {shown}")
         raise DaganError(f"checkpoint {source}: {what} does not match {type(module).__name__}; " + "; ".join(parts))
+    # Copied, not adopted (assign=False): adopted tensors would stay memory-mapped to the file,
+    # and a checkpoint rewritten in place during a run would then crash it.
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
 
 

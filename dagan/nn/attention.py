@@ -16,6 +16,7 @@ class DepthAwareAttention(nn.Module):
         self.key_conv = nn.Conv2d(channels, channels // 8, kernel_size=1)
         self.value_conv = nn.Conv2d(channels, channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
+        self.query_chunk = 1024
 
     def forward(self, depth_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Return ``gamma * attended + features``; shapes are (B, C, H, W)."""
@@ -24,7 +25,15 @@ class DepthAwareAttention(nn.Module):
         key = F.relu(self.key_conv(features)).flatten(2).transpose(1, 2)
         value = F.relu(self.value_conv(features)).flatten(2).transpose(1, 2)
         query = query.expand(b, -1, -1)
-        # The original uses unscaled dot products (scale 1, not 1/sqrt(d)); SDPA avoids
-        # materialising the (HW x HW) matrix.
-        attended = F.scaled_dot_product_attention(query, key, value, scale=1.0)
+        # The original uses unscaled dot products: scale 1, not 1/sqrt(d). Rows of the softmax
+        # are independent, so queries go in chunks: the same numbers, without ever holding the
+        # whole (HW x HW) matrix (256 MB per frame at 64x64) when SDPA falls back to plain maths.
+        chunk = self.query_chunk
+        attended = torch.cat(
+            [
+                F.scaled_dot_product_attention(query[:, i : i + chunk], key, value, scale=1.0)
+                for i in range(0, h * w, chunk)
+            ],
+            dim=1,
+        )
         return self.gamma * attended.transpose(1, 2).reshape(b, c, h, w) + features
