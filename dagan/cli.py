@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -55,6 +56,91 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     print(convert(args.input, args.output, args.depth_weights, args.half))
     return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from dagan.data.synth import write_dataset
+
+    report = write_dataset(
+        args.out,
+        identities=args.identities,
+        clips_per_identity=args.clips_per_identity,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        frame_format=args.format,
+        quiet=args.quiet,
+    )
+    print(
+        f"wrote {report.clips} clips ({report.frames} frames) to {args.out} in {report.seconds:.1f} s "
+        f"({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
+    )
+    return 0
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="render synthetic talking heads with ground-truth depth, landmarks and pose",
+        description="Render a VoxCeleb-style train/ + test/ dataset of synthetic talking heads.",
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--identities", type=_positive_int, default=10, metavar="N")
+    p.add_argument("--clips-per-identity", type=_positive_int, default=2, metavar="K")
+    p.add_argument("--frames", type=_positive_int, default=64, metavar="F")
+    p.add_argument("--size", type=_positive_int, default=256, metavar="S")
+    p.add_argument("--seed", type=int, default=0, metavar="X")
+    p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="clips as mp4 files or PNG folders")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_synth)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dagan.pipelines.train import TrainOptions, describe, train
+
+    options = TrainOptions(
+        data=Path(args.data),
+        out=Path(args.out),
+        config=Path(args.config),
+        resume=args.resume,
+        max_steps=args.max_steps,
+        depth_weights=Path(args.depth_weights) if args.depth_weights else None,
+        vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        workers=args.workers,
+        cache_clips=args.cache_clips,
+        device=args.device,
+        quiet=args.quiet,
+    )
+    result = train(options)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{describe(result)}; checkpoint {Path(args.out) / 'checkpoint.pth.tar'}")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train DaGAN (also under torchrun for several GPUs or nodes)",
+        description="Train DaGAN on train/ + test/ folders of clips. Under torchrun it runs DistributedDataParallel.",
+    )
+    p.add_argument("--config", required=True, metavar="CFG", help="original DaGAN YAML or dagan's own schema")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pth.tar exactly")
+    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights")
+    p.add_argument("--vgg-weights", metavar="PATH", default=None, help="torchvision vgg19-dcbb9e9d.pth")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N", help="steps between checkpoints")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="data-loading worker processes")
+    p.add_argument("--cache-clips", type=int, default=0, metavar="N", help="keep N decoded clips per worker")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_train)
 
 
 def _add_animate(sub: argparse._SubParsersAction) -> None:
@@ -119,7 +205,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_convert)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_animate, _add_convert]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_animate, _add_convert, _add_synth, _add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:

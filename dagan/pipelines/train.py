@@ -1,0 +1,496 @@
+"""DaGAN training: the original objective, Adam + MultiStepLR, atomic checkpoints, exact resume,
+TensorBoard logging and DistributedDataParallel (``torchrun --nproc_per_node=N -m dagan train``).
+
+Checkpoints keep the original layout (``generator``, ``kp_detector``, ``discriminator``, the three
+``optimizer_*`` and ``epoch``) so the original demo and ``dagan animate`` read them; the extra keys
+(``step``, ``scheduler_*``, ``config``) let ``--resume`` continue exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from dagan.config import Config, config_to_dict, load_config
+from dagan.data.dataset import DatasetRepeater, FramesDataset
+from dagan.errors import DaganError
+from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_original_checkpoint
+from dagan.io.image import write_png
+from dagan.nn import KeypointDetector, MultiScaleDiscriminator
+from dagan.nn.vgg import VGG19Features
+from dagan.pipelines.networks import build_generator, load_depth_network
+from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
+
+CHECKPOINT_NAME = "checkpoint.pth.tar"
+VGG19_HUB_FILE = "vgg19-dcbb9e9d.pth"
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``dagan train`` takes."""
+
+    data: Path
+    out: Path
+    config: Path | None = None
+    resume: bool = False
+    max_steps: int | None = None
+    depth_weights: Path | None = None
+    vgg_weights: Path | None = None
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 10
+    visualize_every: int = 200
+    validate_every: int = 200
+    validation_pairs: int = 16
+    workers: int = 2
+    cache_clips: int = 0
+    device: str = "auto"
+    quiet: bool = False
+
+
+@dataclass
+class TrainResult:
+    """The trained networks and the last validation figures."""
+
+    kp_detector: KeypointDetector
+    generator: nn.Module
+    discriminator: MultiScaleDiscriminator
+    step: int
+    validation: list[dict[str, float]]
+    seconds: float
+
+
+def find_vgg19_weights(path: Path | None) -> Path:
+    """The user's ``--vgg-weights`` or torchvision's file in the torch hub cache."""
+    candidates = [path] if path is not None else [Path(torch.hub.get_dir()) / "checkpoints" / VGG19_HUB_FILE]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise DaganError(
+        f"VGG19 ImageNet weights not found at {candidates[0]}: pass --vgg-weights PATH (torchvision's "
+        f"{VGG19_HUB_FILE}), or set train.perceptual_backbone: l1_pyramid (or perceptual weights to 0) in the config"
+    )
+
+
+def load_vgg19(path: Path) -> VGG19Features:
+    """VGG19 features from torchvision's full checkpoint (``features.*`` keys) or a features-only one."""
+    raw = load_torch_file(path)
+    if not isinstance(raw, dict):
+        raise DaganError(f"VGG19 weights {path} are not a state dict")
+    state = {k.removeprefix("features."): v for k, v in raw.items() if not k.startswith("classifier.")}
+    vgg = VGG19Features()
+    load_strict(vgg, state, "VGG19 features", str(path))
+    return vgg.eval()
+
+
+class _SkipSampler(Sampler):
+    """Drop the first ``skip`` indices of another sampler: resuming in the middle of an epoch."""
+
+    def __init__(self, sampler: Sampler, skip: int):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator[int]:
+        for i, index in enumerate(self.sampler):
+            if i >= self.skip:
+                yield index
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.skip)
+
+
+class _SeededSampler(Sampler):
+    """A shuffled order that depends only on (seed, epoch); the single-process twin of DistributedSampler."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def draw_keypoints(image: np.ndarray, kp_value: np.ndarray, radius: int = 2) -> np.ndarray:
+    """Mark keypoints (x, y in [-1, 1]) on an (H, W, 3) float image, one colour per keypoint."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    count = len(kp_value)
+    for k, (x, y) in enumerate(kp_value):
+        cx, cy = int(round((x + 1) / 2 * (w - 1))), int(round((y + 1) / 2 * (h - 1)))
+        hue = k / max(count, 1)
+        colour = np.array([abs(hue * 6 - 3) - 1, 2 - abs(hue * 6 - 2), 2 - abs(hue * 6 - 4)]).clip(0, 1)
+        out[max(cy - radius, 0) : cy + radius + 1, max(cx - radius, 0) : cx + radius + 1] = colour
+    return out
+
+
+def _hwc(batch: torch.Tensor, index: int) -> np.ndarray:
+    return batch[index].detach().float().cpu().permute(1, 2, 0).numpy()
+
+
+def visual_grid(source: torch.Tensor, driving: torch.Tensor, generated: dict) -> np.ndarray:
+    """Rows of: source + kp, driving + kp, deformed, prediction, occlusion (like the original visualizer)."""
+    rows = []
+    n = min(source.shape[0], 4)
+    for i in range(n):
+        panels = [
+            draw_keypoints(_hwc(source, i), generated["kp_source"].value[i].detach().cpu().numpy()),
+            draw_keypoints(_hwc(driving, i), generated["kp_driving"].value[i].detach().cpu().numpy()),
+            _hwc(generated["deformed"], i),
+            _hwc(generated["prediction"], i),
+        ]
+        if "occlusion_map" in generated:
+            occlusion = torch.nn.functional.interpolate(generated["occlusion_map"][i : i + 1], size=source.shape[2:])
+            panels.append(np.repeat(occlusion[0].detach().cpu().permute(1, 2, 0).numpy(), 3, axis=2))
+        rows.append(np.concatenate(panels, axis=1))
+    return np.concatenate(rows, axis=0).clip(0, 1)
+
+
+class Trainer:
+    """One training run; ``run`` trains until ``max_steps`` or the configured epochs."""
+
+    def __init__(self, options: TrainOptions, config: Config | None = None):
+        self.options = options
+        self.rank, self.world, local_rank = _distributed()
+        self.device = _device(options.device, local_rank)
+        self.config = config or load_config(options.config)
+        self.out = Path(options.out)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(options.seed)
+        model = self.config.model
+        self.kp_detector = KeypointDetector(model.kp_detector).to(self.device)
+        self.generator = build_generator(model.generator).to(self.device)
+        self.discriminator = MultiScaleDiscriminator(model.discriminator).to(self.device)
+        if options.depth_weights is None:
+            raise DaganError(
+                "dagan train needs --depth-weights DIR (encoder.pth + depth.pth, e.g. from dagan train-depth)"
+            )
+        self.depth = load_depth_network(read_depth_weights(options.depth_weights)).to(self.device)
+        train = self.config.train
+        vgg = None
+        if sum(train.loss_weights.perceptual) != 0 and train.perceptual_backbone == "vgg19":
+            vgg = load_vgg19(find_vgg19_weights(options.vgg_weights)).to(self.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.kp_detector = nn.SyncBatchNorm.convert_sync_batchnorm(self.kp_detector)
+            self.generator = nn.SyncBatchNorm.convert_sync_batchnorm(self.generator)
+
+        self.generator_objective = GeneratorObjective(
+            self.kp_detector, self.generator, self.discriminator, self.depth, train, vgg
+        ).to(self.device)
+        self.discriminator_objective = DiscriminatorObjective(self.discriminator, train).to(self.device)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # The generator step must not sync (or even touch) the discriminator's gradients.
+            self.discriminator.requires_grad_(False)
+            self.generator_step = nn.parallel.DistributedDataParallel(self.generator_objective, device_ids=ids)
+            self.discriminator.requires_grad_(True)
+            self.discriminator_step = nn.parallel.DistributedDataParallel(self.discriminator_objective, device_ids=ids)
+        else:
+            self.generator_step, self.discriminator_step = self.generator_objective, self.discriminator_objective
+
+        betas = (0.5, 0.999)
+        self.optimizer_generator = torch.optim.Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
+        self.optimizer_kp_detector = torch.optim.Adam(
+            self.kp_detector.parameters(), lr=train.lr_kp_detector, betas=betas
+        )
+        self.optimizer_discriminator = torch.optim.Adam(
+            self.discriminator.parameters(), lr=train.lr_discriminator, betas=betas
+        )
+        milestones = list(train.epoch_milestones)
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
+            for name, opt in (
+                ("generator", self.optimizer_generator),
+                ("kp_detector", self.optimizer_kp_detector),
+                ("discriminator", self.optimizer_discriminator),
+            )
+        }
+        self.dataset = DatasetRepeater(
+            FramesDataset(options.data, "train", self.config.data, seed=options.seed, cache_clips=options.cache_clips),
+            train.num_repeats,
+        )
+        self.step, self.epoch, self.step_in_epoch = 0, 0, 0
+        self.validation: list[dict[str, float]] = []
+        self._validation_set = None
+        self._writer = None
+        if options.resume:
+            self._resume()
+
+    # ----------------------------------------------------------------- state
+    def _checkpoint_payload(self) -> tuple[dict, dict]:
+        groups = {
+            "generator": _unwrap(self.generator).state_dict(),
+            "kp_detector": _unwrap(self.kp_detector).state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+        }
+        extra = {
+            "optimizer_generator": self.optimizer_generator.state_dict(),
+            "optimizer_kp_detector": self.optimizer_kp_detector.state_dict(),
+            "optimizer_discriminator": self.optimizer_discriminator.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": self.step_in_epoch,
+            **{f"scheduler_{k}": s.state_dict() for k, s in self.schedulers.items()},
+            "config": config_to_dict(self.config),
+            "validation": self.validation,
+        }
+        return groups, extra
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint atomically (rank 0 only)."""
+        path = self.out / CHECKPOINT_NAME
+        if self.rank == 0:
+            groups, extra = self._checkpoint_payload()
+            write_original_checkpoint(path, groups, extra)
+        return path
+
+    def _resume(self) -> None:
+        path = self.out / CHECKPOINT_NAME
+        if not path.is_file():
+            raise DaganError(f"--resume: no checkpoint at {path}")
+        state = load_torch_file(path)
+        for name, module in (
+            ("generator", _unwrap(self.generator)),
+            ("kp_detector", _unwrap(self.kp_detector)),
+            ("discriminator", self.discriminator),
+        ):
+            load_strict(module, state[name], name, str(path))
+        self.optimizer_generator.load_state_dict(state["optimizer_generator"])
+        self.optimizer_kp_detector.load_state_dict(state["optimizer_kp_detector"])
+        self.optimizer_discriminator.load_state_dict(state["optimizer_discriminator"])
+        for name, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state[f"scheduler_{name}"])
+        self.epoch, self.step, self.step_in_epoch = int(state["epoch"]), int(state["step"]), int(state["step_in_epoch"])
+        self.validation = list(state.get("validation", []))
+
+    # ---------------------------------------------------------------- logging
+    def _log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.out / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self._writer = False
+        if self._writer:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._writer.add_scalar(key, value, record["step"])
+
+    def _visualize(self, source, driving, generated) -> None:
+        if self.rank != 0:
+            return
+        grid = visual_grid(source, driving, generated)
+        (self.out / "visuals").mkdir(exist_ok=True)
+        write_png(self.out / "visuals" / f"step_{self.step:08d}.png", grid)
+        if self._writer:
+            self._writer.add_image("visuals", grid, self.step, dataformats="HWC")
+
+    # ------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Reconstruction L1 on fixed pairs of ``test/`` (or ``train/`` when there is no test split)."""
+        if self._validation_set is None:
+            split = "test" if (Path(self.options.data) / "test").is_dir() else "train"
+            data = FramesDataset(self.options.data, split, self.config.data, augment=False, seed=12345)
+            count = min(self.options.validation_pairs, max(len(data), 1) * 4)
+            items = [data[i] for i in range(count)]
+            self._validation_set = (
+                torch.stack([it["source"] for it in items]).to(self.device),
+                torch.stack([it["driving"] for it in items]).to(self.device),
+            )
+        source, driving = self._validation_set
+        was_training = self.generator.training
+        self.generator_objective.eval()
+        total = 0.0
+        for start in range(0, source.shape[0], 4):
+            generated = self.generator_objective.generate(source[start : start + 4], driving[start : start + 4])
+            total += float((generated["prediction"] - driving[start : start + 4]).abs().mean()) * len(
+                source[start : start + 4]
+            )
+        self.generator_objective.train(was_training)
+        record = {"step": self.step, "val_l1": total / source.shape[0]}
+        self.validation.append(record)
+        self._log(record)
+        return record
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self) -> DataLoader:
+        train = self.config.train
+        if self.world > 1:
+            sampler = DistributedSampler(
+                self.dataset, self.world, self.rank, shuffle=True, seed=self.options.seed, drop_last=True
+            )
+        else:
+            sampler = _SeededSampler(len(self.dataset), self.options.seed)
+        sampler.set_epoch(self.epoch)
+        self.dataset.set_epoch(self.epoch)
+        skip = self.step_in_epoch * train.batch_size
+        return DataLoader(
+            self.dataset,
+            batch_size=train.batch_size,
+            sampler=_SkipSampler(sampler, skip),
+            num_workers=self.options.workers,
+            drop_last=True,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch (per rank)."""
+        return len(self.dataset) // self.world // self.config.train.batch_size
+
+    def train_step(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
+        """One generator + keypoint-detector update, then one discriminator update."""
+        transform = EquivarianceTransform.random(
+            source.shape[0],
+            self.config.train.transform,
+            torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.step * self.world + self.rank),
+            self.device,
+        )
+        self.discriminator.requires_grad_(False)
+        losses, generated = self.generator_step(source, driving, transform)
+        loss = sum(losses.values())
+        loss.backward()
+        self.optimizer_generator.step()
+        self.optimizer_generator.zero_grad(set_to_none=True)
+        self.optimizer_kp_detector.step()
+        self.optimizer_kp_detector.zero_grad(set_to_none=True)
+        self.discriminator.requires_grad_(True)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if self.config.train.loss_weights.generator_gan != 0:
+            self.optimizer_discriminator.zero_grad(set_to_none=True)
+            disc = self.discriminator_step(driving, generated)
+            sum(disc.values()).backward()
+            self.optimizer_discriminator.step()
+            self.optimizer_discriminator.zero_grad(set_to_none=True)
+            values.update({k: float(v.detach()) for k, v in disc.items()})
+        if self.world > 1 and self.device.type != "cuda":
+            self._average_norm_statistics()
+        self._last = (source, driving, generated)
+        return values
+
+    @torch.no_grad()
+    def _average_norm_statistics(self) -> None:
+        """SyncBatchNorm needs CUDA; on CPU (gloo), average the running statistics after each step
+        so every rank holds the same model."""
+        for module in (self.kp_detector, self.generator):
+            for name, buffer in _unwrap(module).named_buffers():
+                if name.endswith(("running_mean", "running_var")):
+                    dist.all_reduce(buffer)
+                    buffer /= self.world
+
+    def run(self) -> TrainResult:
+        """Train; checkpoints every ``checkpoint_every`` steps and at the end."""
+        started = time.perf_counter()
+        options, train = self.options, self.config.train
+        per_epoch = self.steps_per_epoch()
+        if per_epoch < 1:
+            raise DaganError("the training set is smaller than one batch: lower train.batch_size or add clips")
+        total = options.max_steps if options.max_steps is not None else train.num_epochs * per_epoch
+        self.generator_objective.train()
+        if self.step == 0 and self.rank == 0:
+            self.validate()
+        bar = tqdm(
+            total=total, initial=self.step, unit="step", disable=options.quiet or self.rank != 0, file=sys.stderr
+        )
+        while self.step < total and self.epoch < train.num_epochs:
+            for batch in self._loader():
+                if self.step >= total:
+                    break
+                source = batch["source"].to(self.device, non_blocking=True)
+                driving = batch["driving"].to(self.device, non_blocking=True)
+                values = self.train_step(source, driving)
+                self.step += 1
+                self.step_in_epoch += 1
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in list(values.items())[:3]})
+                if self.step % options.log_every == 0 or self.step == total:
+                    lrs = {f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()}
+                    self._log({"step": self.step, "epoch": self.epoch, **values, **lrs})
+                if self.step % options.visualize_every == 0:
+                    self._visualize(*self._last)
+                if self.step % options.validate_every == 0 and self.rank == 0:
+                    self.validate()
+                if self.step % options.checkpoint_every == 0:
+                    self.save_checkpoint()
+            else:
+                self.epoch += 1
+                self.step_in_epoch = 0
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+        bar.close()
+        if self.rank == 0:
+            if not self.validation or self.validation[-1]["step"] != self.step:
+                self.validate()
+            if getattr(self, "_last", None) is not None:
+                self._visualize(*self._last)
+        self.save_checkpoint()
+        if self._writer:
+            self._writer.close()
+        return TrainResult(
+            _unwrap(self.kp_detector),
+            _unwrap(self.generator),
+            self.discriminator,
+            self.step,
+            self.validation,
+            time.perf_counter() - started,
+        )
+
+
+def train(options: TrainOptions, config: Config | None = None) -> TrainResult:
+    """Run ``dagan train``."""
+    return Trainer(options, config).run()
+
+
+def describe(result: TrainResult) -> str:
+    """A one-line summary of a finished run."""
+    first = result.validation[0]["val_l1"] if result.validation else math.nan
+    last = result.validation[-1]["val_l1"] if result.validation else math.nan
+    return f"trained to step {result.step} in {result.seconds:.0f} s; validation L1 {first:.4f} -> {last:.4f}"
