@@ -71,8 +71,9 @@ def test_checkpoint_has_the_original_layout_and_animates(synth_data, depth_dir, 
     assert list((run / "tensorboard").iterdir())
     out = tmp_path / "animated"
     clip = sorted((synth_data / "test").glob("*.mp4"))[0]
-    assert main(["animate", "--source", str(tiny_files["source"]), "--driving", str(clip), "--checkpoint",
-                 str(checkpoint), "--depth-weights", str(depth_dir), "--output", f"{out}/", "--quiet"]) == 0  # fmt: skip
+    argv = ["animate", "--source", str(tiny_files["source"]), "--driving", str(clip), "--checkpoint",
+            str(checkpoint), "--depth-weights", str(depth_dir), "--output", f"{out}/", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
     assert len(list(out.glob("*.png"))) == 12
 
 
