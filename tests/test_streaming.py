@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dagan.pipelines.streaming import BackgroundConsumer, prefetch
+from dagan.io.streaming import BackgroundConsumer, prefetch
 
 
 def test_prefetch_keeps_order_and_reraises():

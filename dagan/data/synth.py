@@ -12,6 +12,7 @@ features (pixels, x then y) and head pose (yaw, pitch, roll in degrees; translat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -169,8 +170,26 @@ def _primitives(identity: Identity) -> list[tuple[tuple[float, float, float], tu
 HAIR = 4
 
 
-def render_clip(identity: Identity, motion: Motion, size: int = 256) -> dict[str, np.ndarray]:
-    """Render frames (F, S, S, 3) uint8, depth (F, S, S) float32, landmarks (F, L, 2), pose (F, 7)."""
+def render_clip(identity: Identity, motion: Motion, size: int = 256, chunk: int = 16) -> dict[str, np.ndarray]:
+    """Render frames (F, S, S, 3) uint8, depth (F, S, S) float32, landmarks (F, L, 2), pose (F, 7).
+
+    Frames are rendered ``chunk`` at a time: larger batches of per-pixel tensors fall out of cache.
+    """
+    total = len(motion.yaw)
+    if total > chunk:
+        parts = [
+            _render(identity, _slice_motion(motion, slice(start, start + chunk)), size)
+            for start in range(0, total, chunk)
+        ]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    return _render(identity, motion, size)
+
+
+def _slice_motion(motion: Motion, frames: slice) -> Motion:
+    return Motion(**{f.name: getattr(motion, f.name)[frames] for f in dataclasses.fields(Motion)})
+
+
+def _render(identity: Identity, motion: Motion, size: int) -> dict[str, np.ndarray]:
     frames = len(motion.yaw)
 
     def f(a):
@@ -358,6 +377,7 @@ def write_dataset(
     """
     from dagan.io.atomic import atomic_output
     from dagan.io.image import write_png
+    from dagan.io.streaming import BackgroundConsumer
     from dagan.io.video import Mp4Writer
 
     started = time.perf_counter()
@@ -367,36 +387,42 @@ def write_dataset(
     for part in set(split.values()):
         (out / part).mkdir(parents=True, exist_ok=True)
     total = identities * clips_per_identity
+
+    def save(item: tuple[Path, dict[str, np.ndarray]]) -> None:
+        stem, clip = item
+        if frame_format == "mp4":
+            with atomic_output(stem.with_suffix(".mp4")) as tmp:
+                writer = Mp4Writer(tmp, Fraction(25), crf=12)
+                for frame in clip["frames"]:
+                    writer.write(frame)
+                writer.close()
+        else:
+            stem.mkdir(exist_ok=True)
+            for j, frame in enumerate(clip["frames"]):
+                write_png(stem / f"{j:04d}.png", frame)
+        with atomic_output(stem.with_suffix(".npz")) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(
+                    handle,
+                    depth=clip["depth"].astype(np.float16),
+                    landmarks=clip["landmarks"],
+                    pose=clip["pose"],
+                    intrinsics=intrinsics(size),
+                    landmark_names=np.array(LANDMARK_NAMES),
+                )
+
+    # Encoding and compression overlap with rendering the next clip.
+    writer = BackgroundConsumer(save, size=2)
     done = 0
     with tqdm(total=total * frames, unit="frame", disable=quiet, desc="synth", file=sys.stderr) as bar:
         for i in range(identities):
             identity = random_identity(np.random.default_rng([seed, i]))
             for k in range(clips_per_identity):
                 motion = random_motion(np.random.default_rng([seed, i, k + 1]), frames)
-                clip = render_clip(identity, motion, size)
-                stem = out / split[i] / clip_name(i, k)
-                if frame_format == "mp4":
-                    with atomic_output(stem.with_suffix(".mp4")) as tmp:
-                        writer = Mp4Writer(tmp, Fraction(25), crf=12)
-                        for frame in clip["frames"]:
-                            writer.write(frame)
-                        writer.close()
-                else:
-                    stem.mkdir(exist_ok=True)
-                    for j, frame in enumerate(clip["frames"]):
-                        write_png(stem / f"{j:04d}.png", frame)
-                with atomic_output(stem.with_suffix(".npz")) as tmp:
-                    with open(tmp, "wb") as handle:
-                        np.savez_compressed(
-                            handle,
-                            depth=clip["depth"].astype(np.float16),
-                            landmarks=clip["landmarks"],
-                            pose=clip["pose"],
-                            intrinsics=intrinsics(size),
-                            landmark_names=np.array(LANDMARK_NAMES),
-                        )
+                writer.put((out / split[i] / clip_name(i, k), render_clip(identity, motion, size)))
                 done += 1
                 bar.update(frames)
+        writer.close()
     meta = {
         "seed": seed,
         "identities": identities,

@@ -21,11 +21,11 @@ from tqdm import tqdm
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
 from dagan.io.image import read_image, resize_frame
+from dagan.io.streaming import BackgroundConsumer, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
 from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
-from dagan.pipelines.streaming import BackgroundConsumer, prefetch
 
 
 def select_device(name: str = "auto") -> torch.device:
