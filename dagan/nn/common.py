@@ -223,14 +223,19 @@ class Hourglass(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+def resize_bilinear(maps: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (align_corners=False) to ``size``; a no-op when already that size."""
+    if tuple(maps.shape[2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def deform(features: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
     """Warp ``features`` by a sampling grid (B, h, w, 2), resizing the grid bilinearly if needed."""
     _, h_grid, w_grid, _ = deformation.shape
     _, _, h, w = features.shape
     if (h_grid, w_grid) != (h, w):
-        grid = deformation.permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-        deformation = grid.permute(0, 2, 3, 1)
+        deformation = resize_bilinear(deformation.permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1)
     return F.grid_sample(
         features,
         deformation,

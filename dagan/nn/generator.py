@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dagan.config import GeneratorConfig
@@ -17,6 +16,7 @@ from dagan.nn.common import (
     SameBlock2d,
     UpBlock2d,
     deform,
+    resize_bilinear,
 )
 from dagan.nn.dense_motion import DenseMotionNetwork
 
@@ -75,14 +75,7 @@ class DepthAwareWarper(nn.Module):
         occlusion = motion.get("occlusion_map")
         if occlusion is not None:
             out["occlusion_map"] = occlusion
-            if occlusion.shape[2:] != features.shape[2:]:
-                occlusion = F.interpolate(
-                    occlusion,
-                    size=features.shape[2:],
-                    mode="bilinear",
-                    align_corners=False,
-                )
-            features = features * occlusion
+            features = features * resize_bilinear(occlusion, features.shape[2:])
         features = self.AttnModule(encoding.depth_features, features)
         out["deformation"] = motion["deformation"]
         out["deformed"] = deform(source_image, motion["deformation"])

@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from dagan.config import GeneratorConfig
+from dagan.nn.common import resize_bilinear
 from dagan.nn.generator import DepthAwareWarper
 
 
@@ -102,12 +103,5 @@ class SPADEDepthAwareGenerator(DepthAwareWarper):
         image = warped["deformed"]
         occlusion = warped.get("occlusion_map")
         if occlusion is not None:
-            if occlusion.shape[2:] != image.shape[2:]:
-                occlusion = F.interpolate(
-                    occlusion,
-                    size=image.shape[2:],
-                    mode="bilinear",
-                    align_corners=False,
-                )
-            image = image * occlusion
+            image = image * resize_bilinear(occlusion, image.shape[2:])
         return self.decoder(features, image)
