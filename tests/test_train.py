@@ -115,3 +115,28 @@ def test_short_run_on_synthetic_data_learns(synth_data, depth_dir, tmp_path):
 def test_tiny_config_reads():
     config = load_config(TINY_CONFIG)
     assert config.model.generator.block_expansion == 8 and config.train.perceptual_backbone == "l1_pyramid"
+
+
+def test_missing_vgg_weights_fail_at_start_with_a_clear_message(synth_data, depth_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    config = tmp_path / "vgg.yaml"
+    config.write_text(TINY_CONFIG.read_text().replace("perceptual_backbone: l1_pyramid", "perceptual_backbone: vgg19"))
+    argv = ["train", "--config", str(config), "--data", str(synth_data), "--out", str(tmp_path / "run"),
+            "--depth-weights", str(depth_dir), "--max-steps", "1", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "VGG19" in err[0] and "--vgg-weights" in err[0]
+    assert not (tmp_path / "run" / "checkpoint.pth.tar").exists()
+
+
+def test_torchvision_vgg19_checkpoint_layout_loads(tmp_path):
+    from dagan.nn.vgg import VGG19Features
+    from dagan.pipelines.train import load_vgg19
+
+    features = VGG19Features().state_dict()
+    full = {f"features.{k}": v for k, v in features.items()}
+    full["classifier.0.weight"] = torch.zeros(2, 2)
+    torch.save(full, tmp_path / "vgg19-dcbb9e9d.pth")
+    vgg = load_vgg19(tmp_path / "vgg19-dcbb9e9d.pth")
+    assert torch.equal(vgg.state_dict()["34.weight"], features["34.weight"])
+    assert len(vgg(torch.rand(1, 3, 32, 32))) == 5
