@@ -192,6 +192,43 @@ class DatasetRepeater(Dataset):
         return self.dataset[index]  # the dataset wraps the index and seeds with all of it
 
 
+class FrameTripletDataset(Dataset):
+    """Three neighbouring frames (t - stride, t, t + stride) of a clip, for self-supervised depth."""
+
+    def __init__(self, root: str | Path, split: str = "train", size: int = 256, stride: int = 1, seed: int = 0,
+                 augment: bool | None = None, cache_clips: int = 0):  # fmt: skip
+        self.clips = list_clips(Path(root) / split)
+        if not self.clips:
+            raise DaganError(f"no clips (videos or frame folders) in {Path(root) / split}")
+        self.stride, self.seed, self.epoch = stride, seed, 0
+        self.augment = (split == "train") if augment is None else augment
+        self.reader = ClipReader(size, cache_clips)
+        self.config = DataConfig(frame_shape=(size, size, 3), time_flip=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random draws for a new epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        """``frames`` (3, 3, S, S): previous, target, next."""
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        clip = self.clips[index % len(self.clips)]
+        length = self.reader.length(clip)
+        if length < 2 * self.stride + 1:
+            raise DaganError(f"clip {clip} has {length} frames; depth training needs {2 * self.stride + 1}")
+        centre = int(rng.integers(self.stride, length - self.stride))
+        indices = [centre - self.stride, centre, centre + self.stride]
+        frames = [_to_tensor(f) for f in self.reader.frames(clip, indices)]
+        if self.augment:
+            if rng.random() < 0.5:
+                frames = [f.flip(-1) for f in frames]
+            frames = _jitter(frames, self.config, rng)
+        return {"frames": torch.stack(frames), "name": clip.name, "index": centre}
+
+
 @dataclass
 class Pair:
     """One evaluation pair from a pairs CSV."""

@@ -271,6 +271,7 @@ def _render(identity: Identity, motion: Motion, size: int) -> dict[str, np.ndarr
     return {
         "frames": (image.view(frames, size, size, 3).numpy() * 255 + 0.5).astype(np.uint8),
         "depth": depth.view(frames, size, size).numpy().astype(np.float32),
+        "head_mask": ((best_prim >= 0) & (best_prim <= HAIR)).view(frames, size, size).numpy(),
         "landmarks": landmarks.astype(np.float32),
         "pose": pose.astype(np.float32),
     }
@@ -373,7 +374,8 @@ def write_dataset(
 
     Every clip ``NAME.mp4`` (or folder ``NAME/`` of PNGs) has ``NAME.npz`` beside it holding
     ``depth`` (F, S, S) float16 camera z (0 = background), ``landmarks`` (F, L, 2) pixels,
-    ``pose`` (F, 7) = yaw, pitch, roll (degrees), tx, ty, tz, scale, and ``intrinsics`` (3, 3).
+    ``pose`` (F, 7) = yaw, pitch, roll (degrees), tx, ty, tz, scale, ``intrinsics`` (3, 3) and
+    ``head_mask`` (F, S, S): the pixels of the head (skull, nose, ears, hair), not neck or shoulders.
     """
     from dagan.io.atomic import atomic_output
     from dagan.io.image import write_png
@@ -405,6 +407,7 @@ def write_dataset(
                 np.savez_compressed(
                     handle,
                     depth=clip["depth"].astype(np.float16),
+                    head_mask=clip["head_mask"],
                     landmarks=clip["landmarks"],
                     pose=clip["pose"],
                     intrinsics=intrinsics(size),

@@ -19,6 +19,8 @@ class FaceDepthNetwork(nn.Module):
         self.encoder = DepthEncoder(config)
         self.decoder = DepthDecoder(self.encoder.num_ch_enc, config.scales)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """Disparity (B, 1, H, W) of a (B, 3, H, W) image in [0, 1]."""
+    def forward(self, image: torch.Tensor, all_scales: bool = False) -> torch.Tensor | dict[int, torch.Tensor]:
+        """Disparity (B, 1, H, W) of a (B, 3, H, W) image in [0, 1]; ``all_scales`` gives {scale: map}."""
+        if all_scales:
+            return self.decoder(self.encoder(image))
         return self.decoder(self.encoder(image), scales=(0,))[0]

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dagan.config import Config, config_to_dict, load_config
@@ -32,6 +29,7 @@ from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights
 from dagan.io.image import write_png
 from dagan.nn import KeypointDetector, MultiScaleDiscriminator
 from dagan.nn.vgg import VGG19Features
+from dagan.pipelines.distributed import epoch_loader, setup_distributed, training_device, unwrap
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
 
@@ -97,61 +95,6 @@ def load_vgg19(path: Path) -> VGG19Features:
     return vgg.eval()
 
 
-class _SkipSampler(Sampler):
-    """Drop the first ``skip`` indices of another sampler: resuming in the middle of an epoch."""
-
-    def __init__(self, sampler: Sampler, skip: int):
-        self.sampler, self.skip = sampler, skip
-
-    def __iter__(self) -> Iterator[int]:
-        for i, index in enumerate(self.sampler):
-            if i >= self.skip:
-                yield index
-
-    def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.skip)
-
-
-class _SeededSampler(Sampler):
-    """A shuffled order that depends only on (seed, epoch); the single-process twin of DistributedSampler."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
-def _distributed() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
-
-
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def _unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
 def draw_keypoints(image: np.ndarray, kp_value: np.ndarray, radius: int = 2) -> np.ndarray:
     """Mark keypoints (x, y in [-1, 1]) on an (H, W, 3) float image, one colour per keypoint."""
     out = image.copy()
@@ -192,8 +135,8 @@ class Trainer:
 
     def __init__(self, options: TrainOptions, config: Config | None = None):
         self.options = options
-        self.rank, self.world, local_rank = _distributed()
-        self.device = _device(options.device, local_rank)
+        self.rank, self.world, local_rank = setup_distributed()
+        self.device = training_device(options.device, local_rank)
         self.config = config or load_config(options.config)
         self.out = Path(options.out)
         if self.rank == 0:
@@ -261,8 +204,8 @@ class Trainer:
     # ----------------------------------------------------------------- state
     def _checkpoint_payload(self) -> tuple[dict, dict]:
         groups = {
-            "generator": _unwrap(self.generator).state_dict(),
-            "kp_detector": _unwrap(self.kp_detector).state_dict(),
+            "generator": unwrap(self.generator).state_dict(),
+            "kp_detector": unwrap(self.kp_detector).state_dict(),
             "discriminator": self.discriminator.state_dict(),
         }
         extra = {
@@ -292,8 +235,8 @@ class Trainer:
             raise DaganError(f"--resume: no checkpoint at {path}")
         state = load_torch_file(path)
         for name, module in (
-            ("generator", _unwrap(self.generator)),
-            ("kp_detector", _unwrap(self.kp_detector)),
+            ("generator", unwrap(self.generator)),
+            ("kp_detector", unwrap(self.kp_detector)),
             ("discriminator", self.discriminator),
         ):
             load_strict(module, state[name], name, str(path))
@@ -363,24 +306,10 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def _loader(self) -> DataLoader:
         train = self.config.train
-        if self.world > 1:
-            sampler = DistributedSampler(
-                self.dataset, self.world, self.rank, shuffle=True, seed=self.options.seed, drop_last=True
-            )
-        else:
-            sampler = _SeededSampler(len(self.dataset), self.options.seed)
-        sampler.set_epoch(self.epoch)
-        self.dataset.set_epoch(self.epoch)
-        skip = self.step_in_epoch * train.batch_size
-        return DataLoader(
-            self.dataset,
-            batch_size=train.batch_size,
-            sampler=_SkipSampler(sampler, skip),
-            num_workers=self.options.workers,
-            drop_last=True,
-            persistent_workers=False,
-            pin_memory=self.device.type == "cuda",
-        )
+        return epoch_loader(
+            self.dataset, train.batch_size, self.epoch, self.step_in_epoch, self.options.seed, self.options.workers,
+            self.device,
+        )  # fmt: skip
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch (per rank)."""
@@ -421,7 +350,7 @@ class Trainer:
         """SyncBatchNorm needs CUDA; on CPU (gloo), average the running statistics after each step
         so every rank holds the same model."""
         for module in (self.kp_detector, self.generator):
-            for name, buffer in _unwrap(module).named_buffers():
+            for name, buffer in unwrap(module).named_buffers():
                 if name.endswith(("running_mean", "running_var")):
                     dist.all_reduce(buffer)
                     buffer /= self.world
@@ -475,8 +404,8 @@ class Trainer:
         if self._writer:
             self._writer.close()
         return TrainResult(
-            _unwrap(self.kp_detector),
-            _unwrap(self.generator),
+            unwrap(self.kp_detector),
+            unwrap(self.generator),
             self.discriminator,
             self.step,
             self.validation,

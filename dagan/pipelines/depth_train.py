@@ -1,0 +1,476 @@
+"""Self-supervised face depth (monodepth2 style): ``dagan train-depth`` and its evaluation.
+
+The depth network sees the target frame; a pose network sees (previous, target) and (target,
+next) and predicts their relative motion and the camera intrinsics. The target is rebuilt from
+each neighbour through the predicted depth and motion; the loss is the per-pixel minimum of the
+photometric errors 0.85 (1 - SSIM) / 2 + 0.15 L1 over the neighbours, at four scales upsampled to
+the input size, with auto-masking of pixels that do not move, plus an edge-aware smoothness term.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from dagan.config import DepthConfig
+from dagan.data.dataset import FrameTripletDataset, list_clips
+from dagan.errors import DaganError
+from dagan.io.atomic import atomic_output
+from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
+from dagan.io.colormap import magma
+from dagan.io.image import resize_frame, write_png
+from dagan.io.video import iter_frames, probe_video
+from dagan.nn.face_depth import FaceDepthNetwork
+from dagan.nn.pose import PoseNetwork
+from dagan.pipelines.distributed import epoch_loader, setup_distributed, training_device, unwrap
+from dagan.pipelines.networks import load_depth_network
+
+MIN_DEPTH, MAX_DEPTH = 0.1, 100.0
+SMOOTHNESS_WEIGHT = 1e-3
+SCALES = (0, 1, 2, 3)
+
+
+# ----------------------------------------------------------------------------- geometry
+def disp_to_depth(disp: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> torch.Tensor:
+    """Sigmoid disparity to depth in [min_depth, max_depth]."""
+    min_disp, max_disp = 1 / max_depth, 1 / min_depth
+    return 1 / (min_disp + (max_disp - min_disp) * disp)
+
+
+def axisangle_to_matrix(axisangle: torch.Tensor) -> torch.Tensor:
+    """(B, 3) axis-angle vectors to (B, 3, 3) rotation matrices (Rodrigues)."""
+    angle = axisangle.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    axis = axisangle / angle
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=axisangle.dtype, device=axisangle.device).expand_as(skew)
+    s, c = angle.sin().unsqueeze(-1), angle.cos().unsqueeze(-1)
+    return eye + s * skew + (1 - c) * (skew @ skew)
+
+
+def pose_matrix(axisangle: torch.Tensor, translation: torch.Tensor, invert: bool = False) -> torch.Tensor:
+    """(B, 4, 4) rigid transform x -> R x + t, or its inverse."""
+    rotation = axisangle_to_matrix(axisangle)
+    if invert:
+        rotation = rotation.transpose(1, 2)
+        translation = -(rotation @ translation.unsqueeze(-1)).squeeze(-1)
+    out = torch.eye(4, dtype=rotation.dtype, device=rotation.device).repeat(rotation.shape[0], 1, 1)
+    out[:, :3, :3] = rotation
+    out[:, :3, 3] = translation
+    return out
+
+
+def pixel_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """Homogeneous pixel centres (3, H*W): x, y, 1."""
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=like.dtype, device=like.device),
+        torch.arange(width, dtype=like.dtype, device=like.device),
+        indexing="ij",
+    )
+    return torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)])
+
+
+def backproject(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
+    """Camera-space points (B, 3, H*W) of each pixel of a (B, 1, H, W) depth map."""
+    b, _, h, w = depth.shape
+    rays = torch.linalg.inv(intrinsics) @ pixel_grid(h, w, depth).unsqueeze(0)
+    return rays * depth.view(b, 1, -1)
+
+
+def project(
+    points: torch.Tensor, intrinsics: torch.Tensor, transform: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """Move (B, 3, N) points by ``transform`` and project them: grid_sample coordinates (B, H, W, 2)."""
+    moved = transform[:, :3, :3] @ points + transform[:, :3, 3:]
+    pixels = intrinsics @ moved
+    xy = pixels[:, :2] / pixels[:, 2:3].clamp_min(1e-7)
+    x = xy[:, 0] / (width - 1) * 2 - 1
+    y = xy[:, 1] / (height - 1) * 2 - 1
+    return torch.stack([x, y], -1).view(-1, height, width, 2)
+
+
+# ------------------------------------------------------------------------------- losses
+def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(1 - SSIM) / 2 per pixel, with 3x3 mean windows and reflection padding, clamped to [0, 1]."""
+    c1, c2 = 0.01**2, 0.03**2
+    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    numerator = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
+    denominator = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
+    return ((1 - numerator / denominator) / 2).clamp(0, 1)
+
+
+def photometric_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """0.85 (1 - SSIM) / 2 + 0.15 L1, averaged over channels: (B, 1, H, W)."""
+    l1 = (prediction - target).abs().mean(1, keepdim=True)
+    return 0.85 * ssim_loss(prediction, target).mean(1, keepdim=True) + 0.15 * l1
+
+
+def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware smoothness of mean-normalised disparity."""
+    disp = disp / (disp.mean(dim=(2, 3), keepdim=True) + 1e-7)
+    grad_disp_x = (disp[:, :, :, :-1] - disp[:, :, :, 1:]).abs()
+    grad_disp_y = (disp[:, :, :-1, :] - disp[:, :, 1:, :]).abs()
+    grad_img_x = (image[:, :, :, :-1] - image[:, :, :, 1:]).abs().mean(1, keepdim=True)
+    grad_img_y = (image[:, :, :-1, :] - image[:, :, 1:, :]).abs().mean(1, keepdim=True)
+    return (grad_disp_x * torch.exp(-grad_img_x)).mean() + (grad_disp_y * torch.exp(-grad_img_y)).mean()
+
+
+def min_reprojection(
+    reprojection: torch.Tensor, identity: torch.Tensor | None, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel minimum over sources, auto-masked: pixels whose unwarped error is smaller drop out.
+
+    ``reprojection`` and ``identity`` are (B, S, H, W). Returns the per-pixel loss and the mask
+    of pixels that count (1 where a warped source wins).
+    """
+    if identity is None:
+        loss, _ = reprojection.min(dim=1)
+        return loss, torch.ones_like(loss)
+    # A tiny random offset breaks ties on static texture-less pixels, as monodepth2 does.
+    noise = torch.randn(identity.shape, generator=generator, dtype=identity.dtype).to(identity.device) * 1e-5
+    combined = torch.cat([identity + noise, reprojection], dim=1)
+    loss, index = combined.min(dim=1)
+    mask = (index >= identity.shape[1]).to(loss.dtype)
+    return loss * mask, mask
+
+
+@dataclass
+class DepthTrainOptions:
+    """Everything ``dagan train-depth`` takes."""
+
+    data: Path
+    out: Path
+    layers: int = 18
+    size: int = 256
+    resume: bool = False
+    max_steps: int | None = None
+    epochs: int = 20
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    lr_step_epochs: int = 15
+    stride: int = 1
+    seed: int = 0
+    workers: int = 2
+    checkpoint_every: int = 500
+    log_every: int = 10
+    visualize_every: int = 200
+    automask: bool = True
+    device: str = "auto"
+    quiet: bool = False
+
+
+@dataclass
+class DepthTrainResult:
+    """What a run produced."""
+
+    depth: FaceDepthNetwork
+    pose: PoseNetwork
+    step: int
+    seconds: float
+    intrinsics: list[list[float]] = field(default_factory=list)
+
+
+class DepthTrainer:
+    """One self-supervised depth training run."""
+
+    def __init__(self, options: DepthTrainOptions):
+        self.options = options
+        self.rank, self.world, local_rank = setup_distributed()
+        self.device = training_device(options.device, local_rank)
+        torch.manual_seed(options.seed)
+        config = DepthConfig(num_layers=options.layers, height=options.size, width=options.size)
+        self.depth = FaceDepthNetwork(config).to(self.device)
+        self.pose = PoseNetwork(config).to(self.device)
+        self.out = Path(options.out)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.depth_step, self.pose_step = self.depth, self.pose
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            if self.device.type == "cuda":
+                self.depth = nn.SyncBatchNorm.convert_sync_batchnorm(self.depth)
+                self.pose = nn.SyncBatchNorm.convert_sync_batchnorm(self.pose)
+            self.depth_step = nn.parallel.DistributedDataParallel(self.depth, device_ids=ids)
+            self.pose_step = nn.parallel.DistributedDataParallel(self.pose, device_ids=ids)
+        self.optimizer = torch.optim.Adam(
+            list(self.depth.parameters()) + list(self.pose.parameters()), options.learning_rate
+        )
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, options.lr_step_epochs, 0.1)
+        self.dataset = FrameTripletDataset(options.data, "train", options.size, options.stride, options.seed)
+        self.step, self.epoch, self.step_in_epoch = 0, 0, 0
+        self.intrinsics_sum, self.intrinsics_count = torch.zeros(3, 3), 0
+        self._writer = None
+        if options.resume:
+            self._resume()
+
+    # ------------------------------------------------------------------- state
+    def save(self) -> None:
+        """Write ``encoder.pth`` and ``depth.pth`` (original format), ``pose.pth`` and the resume state."""
+        if self.rank != 0:
+            return
+        depth = unwrap(self.depth)
+        groups = {"depth_encoder": depth.encoder.state_dict(), "depth_decoder": depth.decoder.state_dict()}
+        write_depth_directory(
+            self.out, groups, {"height": self.options.size, "width": self.options.size, "use_stereo": False}
+        )
+        write_torch(self.out / "pose.pth", unwrap(self.pose).state_dict())
+        write_torch(
+            self.out / "train_state.pth",
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "epoch": self.epoch,
+                "step_in_epoch": self.step_in_epoch,
+                "intrinsics_sum": self.intrinsics_sum,
+                "intrinsics_count": self.intrinsics_count,
+            },
+        )
+        with atomic_output(self.out / "intrinsics.json") as tmp:
+            tmp.write_text(json.dumps({"intrinsics": self.mean_intrinsics(), "size": self.options.size}))
+
+    def mean_intrinsics(self) -> list[list[float]]:
+        """The learned camera matrix, averaged over training (pixels at the training size)."""
+        if self.intrinsics_count == 0:
+            return []
+        return (self.intrinsics_sum / self.intrinsics_count).tolist()
+
+    def _resume(self) -> None:
+        weights = read_depth_weights(self.out)
+        depth = unwrap(self.depth)
+        load_strict(depth.encoder, weights.groups["depth_encoder"], "the depth encoder", str(self.out))
+        load_strict(depth.decoder, weights.groups["depth_decoder"], "the depth decoder", str(self.out))
+        load_strict(unwrap(self.pose), load_torch_file(self.out / "pose.pth"), "the pose network", str(self.out))
+        state = load_torch_file(self.out / "train_state.pth")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        self.intrinsics_sum, self.intrinsics_count = state["intrinsics_sum"], state["intrinsics_count"]
+
+    # -------------------------------------------------------------------- step
+    def losses(self, frames: torch.Tensor, noise: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+        """Total loss and diagnostics for a batch of triplets (B, 3, 3, H, W): previous, target, next."""
+        previous, target, following = frames[:, 0], frames[:, 1], frames[:, 2]
+        h, w = target.shape[2:]
+        disparities = self.depth_step(target, all_scales=True)
+        motion_previous = self.pose_step(previous, target)
+        motion_next = self.pose_step(target, following)
+        intrinsics = (motion_previous["intrinsics"] + motion_next["intrinsics"]) / 2
+        # Transforms from the target camera into each neighbour's.
+        to_previous = pose_matrix(motion_previous["axisangle"], motion_previous["translation"], invert=True)
+        to_next = pose_matrix(motion_next["axisangle"], motion_next["translation"])
+        identity = None
+        if self.options.automask:
+            identity = torch.cat([photometric_error(previous, target), photometric_error(following, target)], 1)
+        total = 0.0
+        mask = None
+        for scale in SCALES:
+            disp = disparities[scale]
+            depth = disp_to_depth(F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False))
+            points = backproject(depth, intrinsics)
+            errors = []
+            for source, transform in ((previous, to_previous), (following, to_next)):
+                grid = project(points, intrinsics, transform, h, w)
+                warped = F.grid_sample(source, grid, padding_mode="border", align_corners=True)
+                errors.append(photometric_error(warped, target))
+            per_pixel, mask = min_reprojection(torch.cat(errors, 1), identity, noise)
+            image = F.interpolate(target, size=disp.shape[2:], mode="bilinear", align_corners=False)
+            total = total + per_pixel.mean() + SMOOTHNESS_WEIGHT * smoothness(disp, image) / (2**scale)
+        total = total / len(SCALES)
+        return total, {
+            "automask": float(mask.mean()),
+            "disparity": disparities[0].detach(),
+            "intrinsics": intrinsics.detach(),
+        }
+
+    def _log(self, record: dict) -> None:
+        if self.rank != 0:
+            return
+        with open(self.out / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self._writer = False
+        if self._writer:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._writer.add_scalar(key, value, record["step"])
+
+    def _visualize(self, frames: torch.Tensor, disparity: torch.Tensor) -> None:
+        if self.rank != 0:
+            return
+        rows = []
+        for i in range(min(frames.shape[0], 4)):
+            image = frames[i, 1].permute(1, 2, 0).cpu().numpy()
+            rows.append(np.concatenate([image, colorize(disparity[i, 0].cpu().numpy())], axis=1))
+        grid = np.concatenate(rows, axis=0)
+        (self.out / "visuals").mkdir(exist_ok=True)
+        write_png(self.out / "visuals" / f"step_{self.step:08d}.png", grid)
+        if self._writer:
+            self._writer.add_image("disparity", grid, self.step, dataformats="HWC")
+
+    def run(self) -> DepthTrainResult:
+        """Train until ``max_steps`` or ``epochs``; weights are saved periodically and at the end."""
+        started = time.perf_counter()
+        options = self.options
+        per_epoch = len(self.dataset) // self.world // options.batch_size
+        if per_epoch < 1:
+            raise DaganError("the training set is smaller than one batch: lower --batch-size or add clips")
+        total = options.max_steps if options.max_steps is not None else options.epochs * per_epoch
+        self.depth.train()
+        self.pose.train()
+        bar = tqdm(
+            total=total, initial=self.step, unit="step", disable=options.quiet or self.rank != 0, file=sys.stderr
+        )
+        last = None
+        while self.step < total:
+            loader = epoch_loader(
+                self.dataset,
+                options.batch_size,
+                self.epoch,
+                self.step_in_epoch,
+                options.seed,
+                options.workers,
+                self.device,
+            )
+            for batch in loader:
+                if self.step >= total:
+                    break
+                frames = batch["frames"].to(self.device, non_blocking=True)
+                noise = torch.Generator().manual_seed(options.seed * 7919 + self.step)
+                loss, info = self.losses(frames, noise)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.intrinsics_sum += info["intrinsics"].mean(0).cpu()
+                self.intrinsics_count += 1
+                self.step += 1
+                self.step_in_epoch += 1
+                last = (frames.detach(), info["disparity"])
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+                if self.step % options.log_every == 0 or self.step == total:
+                    lr = self.scheduler.get_last_lr()[0]
+                    self._log(
+                        {
+                            "step": self.step,
+                            "epoch": self.epoch,
+                            "loss": float(loss),
+                            "automask": info["automask"],
+                            "lr": lr,
+                        }
+                    )
+                if self.step % options.visualize_every == 0:
+                    self._visualize(*last)
+                if self.step % options.checkpoint_every == 0:
+                    self.save()
+            else:
+                self.epoch += 1
+                self.step_in_epoch = 0
+                self.scheduler.step()
+        bar.close()
+        if last is not None:
+            self._visualize(*last)
+        self.save()
+        if self._writer:
+            self._writer.close()
+        return DepthTrainResult(
+            unwrap(self.depth), unwrap(self.pose), self.step, time.perf_counter() - started, self.mean_intrinsics()
+        )
+
+
+def train_depth(options: DepthTrainOptions) -> DepthTrainResult:
+    """Run ``dagan train-depth``."""
+    return DepthTrainer(options).run()
+
+
+# --------------------------------------------------------------------------- evaluation
+DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "delta_1.25")
+
+
+def depth_errors(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """abs-rel, sq-rel, RMSE and the share within 1.25x, over matching pixel arrays."""
+    ratio = np.maximum(truth / prediction, prediction / truth)
+    return {
+        "abs_rel": float(np.mean(np.abs(truth - prediction) / truth)),
+        "sq_rel": float(np.mean((truth - prediction) ** 2 / truth)),
+        "rmse": float(np.sqrt(np.mean((truth - prediction) ** 2))),
+        "delta_1.25": float(np.mean(ratio < 1.25)),
+    }
+
+
+def median_scaled(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Scale a prediction so its median matches the truth's (monocular depth has no absolute scale)."""
+    return np.clip(prediction * (np.median(truth) / np.median(prediction)), MIN_DEPTH, MAX_DEPTH)
+
+
+@torch.no_grad()
+def evaluate_depth(
+    network: FaceDepthNetwork, data: str | Path, split: str = "test", frames_per_clip: int = 8, size: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Depth errors on a ``dagan synth`` split (head pixels, per-image median scaling), with baselines.
+
+    Returns {"model": ..., "constant": ..., "untrained": ...}, each mapping metric to its mean.
+    """
+    clips = [c for c in list_clips(Path(data) / split) if c.with_suffix(".npz").is_file()]
+    if not clips:
+        raise DaganError(f"no clips with ground truth (NAME.npz, from dagan synth) in {Path(data) / split}")
+    device = next(network.parameters()).device
+    size = size or network.config.height
+    untrained = FaceDepthNetwork(network.config).to(device).eval()
+    network.eval()
+    sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in ("model", "constant", "untrained")}
+    count = 0
+    for clip in clips:
+        truth_file = np.load(clip.with_suffix(".npz"))
+        gt_depth = truth_file["depth"].astype(np.float32)
+        masks = truth_file["head_mask"] if "head_mask" in truth_file.files else gt_depth > 0
+        frames = list(iter_frames(probe_video(clip)))
+        picks = np.linspace(0, len(frames) - 1, min(frames_per_clip, len(frames))).round().astype(int)
+        batch = torch.from_numpy(np.stack([resize_frame(frames[i], size) for i in picks]).transpose(0, 3, 1, 2)).to(
+            device
+        )
+        for name, net in (("model", network), ("untrained", untrained)):
+            disp = F.interpolate(net(batch), size=gt_depth.shape[1:], mode="bilinear", align_corners=False)
+            depth = disp_to_depth(disp)[:, 0].cpu().numpy()
+            for j, index in enumerate(picks):
+                mask = masks[index] & (gt_depth[index] > 0)
+                errors = depth_errors(median_scaled(depth[j][mask], gt_depth[index][mask]), gt_depth[index][mask])
+                for key, value in errors.items():
+                    sums[name][key] += value
+        for index in picks:
+            mask = masks[index] & (gt_depth[index] > 0)
+            truth = gt_depth[index][mask]
+            for key, value in depth_errors(median_scaled(np.ones_like(truth), truth), truth).items():
+                sums["constant"][key] += value
+        count += len(picks)
+    return {name: {k: v / count for k, v in values.items()} for name, values in sums.items()}
+
+
+def load_trained_depth(directory: str | Path) -> FaceDepthNetwork:
+    """The depth network in a ``train-depth`` run folder (or any ``encoder.pth`` + ``depth.pth`` folder)."""
+    return load_depth_network(read_depth_weights(directory))
+
+
+def colorize(disparity: np.ndarray) -> np.ndarray:
+    """Colour-map a disparity map (normalised per image) with a magma-like ramp: (H, W, 3) in [0, 1]."""
+    low, high = np.percentile(disparity, 1), np.percentile(disparity, 99)
+    return magma((disparity - low) / max(high - low, 1e-8))
