@@ -143,6 +143,107 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_train)
 
 
+def _cmd_train_depth(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from dagan.pipelines.depth_train import DepthTrainOptions, evaluate_depth, load_trained_depth, train_depth
+
+    out = Path(args.out)
+    if not args.eval:
+        options = DepthTrainOptions(
+            data=Path(args.data),
+            out=out,
+            layers=args.layers,
+            size=args.size,
+            resume=args.resume,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            stride=args.stride,
+            seed=args.seed,
+            workers=args.workers,
+            device=args.device,
+            quiet=args.quiet,
+        )
+        result = train_depth(options)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0
+        print(f"trained depth to step {result.step} in {result.seconds:.0f} s; weights in {out}")
+        network = result.depth
+    else:
+        network = load_trained_depth(out)
+    report = evaluate_depth(network.eval(), args.data, "test")
+    (out / "depth_eval.json").write_text(json.dumps(report, indent=2))
+    print(f"{'':<10}" + "".join(f"{m:>12}" for m in report["model"]))
+    for name, values in report.items():
+        print(f"{name:<10}" + "".join(f"{v:>12.4f}" for v in values.values()))
+    return 0
+
+
+def _add_train_depth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-depth",
+        help="train the face-depth network self-supervised (monodepth2 style) and evaluate it",
+        description="Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/ clips")
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--layers", type=int, choices=(18, 50), default=18)
+    p.add_argument("--size", type=_positive_int, default=256)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N")
+    p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2, metavar="N")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument(
+        "--eval",
+        action="store_true",
+        help="only evaluate RUN_DIR's weights on test/ against dagan synth ground truth (with baselines)",
+    )
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_train_depth)
+
+
+def _cmd_depth(args: argparse.Namespace) -> int:
+    from dagan.pipelines.depth import depth_files
+
+    report = depth_files(
+        args.weights,
+        args.input,
+        args.out,
+        raw=args.raw,
+        ply=args.ply,
+        focal=args.focal,
+        size=args.size,
+        batch_size=args.batch_size,
+        device=args.device,
+        quiet=args.quiet,
+    )
+    print(f"depth of {report.frames} frames written to {args.out}")
+    return 0
+
+
+def _add_depth(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "depth",
+        help="face depth of an image, a video or a folder: pictures, raw maps, point clouds",
+        description="Run the face-depth network: colour-mapped disparity, raw depth and optional point clouds.",
+    )
+    p.add_argument("--weights", required=True, metavar="DIR", help="folder with encoder.pth and depth.pth")
+    p.add_argument("--input", required=True, metavar="IMAGE|VIDEO|DIR")
+    p.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--raw", choices=("npy", "png16", "none"), default="npy", help="raw depth format")
+    p.add_argument("--ply", action="store_true", help="also write a coloured point cloud per frame")
+    p.add_argument("--focal", type=float, default=None, help="focal length in image widths (default: learned)")
+    p.add_argument("--size", type=_positive_int, default=256)
+    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_depth)
+
+
 def _add_animate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "animate",
@@ -205,7 +306,14 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_convert)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_animate, _add_convert, _add_synth, _add_train]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_animate,
+    _add_convert,
+    _add_synth,
+    _add_train,
+    _add_train_depth,
+    _add_depth,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

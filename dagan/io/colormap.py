@@ -26,3 +26,9 @@ def magma(values: np.ndarray) -> np.ndarray:
     low = np.floor(v).astype(int).clip(0, len(_MAGMA) - 2)
     frac = (v - low)[..., None]
     return (_MAGMA[low] * (1 - frac) + _MAGMA[low + 1] * frac).astype(np.float32)
+
+
+def colorize_disparity(disparity: np.ndarray) -> np.ndarray:
+    """Disparity to a magma-coloured image, normalised between its 1st and 99th percentiles."""
+    low, high = np.percentile(disparity, 1), np.percentile(disparity, 99)
+    return magma((disparity - low) / max(high - low, 1e-8))

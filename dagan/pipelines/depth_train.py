@@ -26,7 +26,7 @@ from dagan.data.dataset import FrameTripletDataset, list_clips
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
-from dagan.io.colormap import magma
+from dagan.io.colormap import colorize_disparity
 from dagan.io.image import resize_frame, write_png
 from dagan.io.video import iter_frames, probe_video
 from dagan.nn.face_depth import FaceDepthNetwork
@@ -320,7 +320,7 @@ class DepthTrainer:
         rows = []
         for i in range(min(frames.shape[0], 4)):
             image = frames[i, 1].permute(1, 2, 0).cpu().numpy()
-            rows.append(np.concatenate([image, colorize(disparity[i, 0].cpu().numpy())], axis=1))
+            rows.append(np.concatenate([image, colorize_disparity(disparity[i, 0].cpu().numpy())], axis=1))
         grid = np.concatenate(rows, axis=0)
         (self.out / "visuals").mkdir(exist_ok=True)
         write_png(self.out / "visuals" / f"step_{self.step:08d}.png", grid)
@@ -373,7 +373,7 @@ class DepthTrainer:
                         {
                             "step": self.step,
                             "epoch": self.epoch,
-                            "loss": float(loss),
+                            "loss": float(loss.detach()),
                             "automask": info["automask"],
                             "lr": lr,
                         }
@@ -468,9 +468,3 @@ def evaluate_depth(
 def load_trained_depth(directory: str | Path) -> FaceDepthNetwork:
     """The depth network in a ``train-depth`` run folder (or any ``encoder.pth`` + ``depth.pth`` folder)."""
     return load_depth_network(read_depth_weights(directory))
-
-
-def colorize(disparity: np.ndarray) -> np.ndarray:
-    """Colour-map a disparity map (normalised per image) with a magma-like ramp: (H, W, 3) in [0, 1]."""
-    low, high = np.percentile(disparity, 1), np.percentile(disparity, 99)
-    return magma((disparity - low) / max(high - low, 1e-8))

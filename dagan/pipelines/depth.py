@@ -1,0 +1,176 @@
+"""``dagan depth``: face depth of images, videos or frame folders, as pictures, raw arrays and point clouds."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from dagan.errors import DaganError
+from dagan.io.atomic import atomic_output, check_writable_directory
+from dagan.io.colormap import colorize_disparity
+from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, write_png
+from dagan.io.video import Mp4Writer, iter_frames, probe_video
+from dagan.pipelines.animate import select_device
+from dagan.pipelines.depth_train import disp_to_depth, load_trained_depth
+
+#: Focal length (in units of the image width) assumed when the weights carry no learned intrinsics.
+DEFAULT_FOCAL = 1.0
+
+
+@dataclass
+class DepthReport:
+    """What ``depth_files`` wrote."""
+
+    frames: int
+    outputs: list[Path]
+
+
+def camera_matrix(weights: Path, size: int, focal: float | None) -> np.ndarray:
+    """Intrinsics for back-projection: ``--focal`` if given, else the learned ones, else a default."""
+    if focal is None:
+        learned = weights / "intrinsics.json" if weights.is_dir() else None
+        if learned is not None and learned.is_file():
+            data = json.loads(learned.read_text())
+            if data.get("intrinsics"):
+                k = np.array(data["intrinsics"], dtype=np.float64)
+                k[:2] *= size / float(data.get("size", size))
+                return k
+        focal = DEFAULT_FOCAL
+    return np.array([[focal * size, 0, size / 2], [0, focal * size, size / 2], [0, 0, 1]], dtype=np.float64)
+
+
+def point_cloud(depth: np.ndarray, image: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Back-project every pixel: (N, 3) camera-space points and their (N, 3) uint8 colours."""
+    h, w = depth.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)])
+    points = (np.linalg.inv(intrinsics) @ pixels) * depth.ravel()
+    colours = (np.clip(image.reshape(-1, 3), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return points.T.astype(np.float32), colours
+
+
+def write_ply(path: Path, points: np.ndarray, colours: np.ndarray) -> None:
+    """Binary little-endian PLY with x, y, z and red, green, blue, written atomically."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\n"
+        f"element vertex {len(points)}\n"
+        "property float x\nproperty float y\nproperty float z\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    record = np.dtype([("xyz", "<f4", 3), ("rgb", "u1", 3)])
+    data = np.empty(len(points), dtype=record)
+    # Flip y and z so viewers show the face upright and towards the viewer.
+    data["xyz"] = points * np.array([1, -1, -1], dtype=np.float32)
+    data["rgb"] = colours
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            handle.write(header.encode("ascii"))
+            handle.write(data.tobytes())
+
+
+def _inputs(path: Path) -> tuple[str, list[Path] | None]:
+    if not path.exists():
+        raise DaganError(f"input {path} does not exist")
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        return "image", [path]
+    if path.is_dir():
+        return "folder", sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return "video", None
+
+
+@torch.no_grad()
+def depth_files(
+    weights: str | Path,
+    source: str | Path,
+    out: str | Path,
+    *,
+    raw: str = "npy",
+    ply: bool = False,
+    focal: float | None = None,
+    size: int = 256,
+    batch_size: int = 8,
+    device: str = "auto",
+    quiet: bool = False,
+) -> DepthReport:
+    """Disparity pictures (PNG per image, or an MP4 for a video), raw depth, and optional point clouds.
+
+    ``out`` is a folder. Per frame ``NAME`` it gets ``NAME_disp.png`` (colour-mapped disparity),
+    ``NAME_depth.npy`` (float32 depth) or ``NAME_depth.png`` (16-bit, millimetres of the model's
+    depth units), and with ``ply`` a coloured ``NAME.ply``. A video also gets ``disparity.mp4``.
+    """
+    weights, source, out = Path(weights), Path(source), Path(out)
+    if raw not in ("npy", "png16", "none"):
+        raise DaganError(f"--raw must be npy, png16 or none, not {raw}")
+    kind, files = _inputs(source)
+    network = load_trained_depth(weights).to(select_device(device))
+    check_writable_directory(out)
+    intrinsics = camera_matrix(weights, size, focal)
+    param = next(network.parameters())
+    if kind == "video":
+        info = probe_video(source)
+        frames = iter_frames(info)
+        names = (f"{i:06d}" for i in range(10**9))
+        total = info.frame_count
+        video = Mp4Writer(out / ".disparity.partial.mp4", info.fps)
+    else:
+        if not files:
+            raise DaganError(f"no images in {source}")
+        frames = (read_image(f) for f in files)
+        names = (f.stem for f in files)
+        total, video = len(files), None
+    written: list[Path] = []
+    count = 0
+
+    def flush(batch: list[np.ndarray], batch_names: list[str]) -> None:
+        tensor = torch.from_numpy(np.stack(batch).transpose(0, 3, 1, 2)).to(param.device, param.dtype)
+        disparity = network(tensor)
+        depth = disp_to_depth(disparity)[:, 0].float().cpu().numpy()
+        disparity = disparity[:, 0].float().cpu().numpy()
+        for image, name, disp, dep in zip(batch, batch_names, disparity, depth, strict=True):
+            picture = colorize_disparity(disp)
+            if video is not None:
+                video.write(picture)
+            else:
+                write_png(out / f"{name}_disp.png", picture)
+                written.append(out / f"{name}_disp.png")
+            if raw == "npy":
+                with atomic_output(out / f"{name}_depth.npy") as tmp:
+                    np.save(tmp, dep.astype(np.float32))
+            elif raw == "png16":
+                write_png(out / f"{name}_depth.png", np.clip(dep * 1000, 0, 65535).astype(np.uint16))
+            if ply:
+                points, colours = point_cloud(dep, image, intrinsics)
+                write_ply(out / f"{name}.ply", points, colours)
+                written.append(out / f"{name}.ply")
+
+    try:
+        batch, batch_names = [], []
+        with tqdm(total=total, unit="frame", disable=quiet, file=sys.stderr, desc="depth") as bar:
+            for frame, name in zip(frames, names, strict=False):
+                batch.append(resize_frame(frame, size))
+                batch_names.append(name)
+                if len(batch) == batch_size:
+                    flush(batch, batch_names)
+                    bar.update(len(batch))
+                    count += len(batch)
+                    batch, batch_names = [], []
+            if batch:
+                flush(batch, batch_names)
+                bar.update(len(batch))
+                count += len(batch)
+        if video is not None:
+            video.close()
+            (out / ".disparity.partial.mp4").replace(out / "disparity.mp4")
+            written.append(out / "disparity.mp4")
+    except BaseException:
+        if video is not None:
+            video.abort()
+            (out / ".disparity.partial.mp4").unlink(missing_ok=True)
+        raise
+    return DepthReport(count, written)

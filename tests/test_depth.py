@@ -1,0 +1,141 @@
+"""Self-supervised depth: geometry, losses, auto-masking, training outputs and ``dagan depth``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import uniform_filter
+from scipy.spatial.transform import Rotation
+
+from dagan.cli import main
+from dagan.data.synth import write_dataset
+from dagan.io.checkpoint import read_depth_weights
+from dagan.pipelines.depth_train import (
+    DepthTrainOptions,
+    axisangle_to_matrix,
+    backproject,
+    evaluate_depth,
+    min_reprojection,
+    photometric_error,
+    pose_matrix,
+    project,
+    ssim_loss,
+    train_depth,
+)
+from dagan.pipelines.networks import load_depth_network
+
+K = torch.tensor([[[40.0, 0.0, 15.5], [0.0, 42.0, 11.5], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+
+
+def test_axis_angle_matches_scipy():
+    vectors = torch.tensor([[0.1, -0.4, 0.25], [1e-9, 0.0, 0.0], [-1.2, 0.3, 0.9]], dtype=torch.float64)
+    ours = axisangle_to_matrix(vectors).numpy()
+    assert np.allclose(ours, Rotation.from_rotvec(vectors.numpy()).as_matrix(), atol=1e-7)
+
+
+def test_pose_matrix_inverse():
+    axisangle, translation = torch.tensor([[0.2, -0.1, 0.05]]), torch.tensor([[0.3, -0.2, 0.1]])
+    product = pose_matrix(axisangle, translation, invert=True) @ pose_matrix(axisangle, translation)
+    assert torch.allclose(product, torch.eye(4).unsqueeze(0), atol=1e-6)
+
+
+def test_projection_round_trip_with_known_intrinsics():
+    h, w = 24, 32
+    depth = torch.rand(1, 1, h, w, dtype=torch.float64) * 3 + 2
+    points = backproject(depth, K)
+    assert torch.allclose(points[:, 2].view(1, 1, h, w), depth)
+    grid = project(points, K, torch.eye(4, dtype=torch.float64).unsqueeze(0), h, w)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    assert torch.allclose(grid[0, ..., 0], xs / (w - 1) * 2 - 1, atol=1e-9)
+    assert torch.allclose(grid[0, ..., 1], ys / (h - 1) * 2 - 1, atol=1e-9)
+    # Move the points, project, back-project with the new depth, and move them back.
+    transform = pose_matrix(
+        torch.tensor([[0.05, -0.03, 0.02]], dtype=torch.float64), torch.tensor([[0.1, 0.05, -0.2]], dtype=torch.float64)
+    )
+    moved = transform[:, :3, :3] @ points + transform[:, :3, 3:]
+    pixels = K @ moved
+    uv = pixels[:, :2] / pixels[:, 2:]
+    rays = torch.linalg.inv(K) @ torch.cat([uv, torch.ones_like(uv[:, :1])], 1)
+    recovered = torch.linalg.inv(transform)[:, :3, :3] @ (rays * moved[:, 2:]) + torch.linalg.inv(transform)[:, :3, 3:]
+    assert torch.allclose(recovered, points, atol=1e-9)
+
+
+def test_ssim_matches_an_independent_computation():
+    rng = np.random.default_rng(0)
+    x, y = rng.random((1, 3, 20, 20)), rng.random((1, 3, 20, 20))
+    ours = ssim_loss(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+
+    def mean(a):  # 3x3 box filter with mirrored borders (torch's "reflect")
+        return uniform_filter(a, size=(1, 1, 3, 3), mode="mirror")
+
+    mx, my = mean(x), mean(y)
+    vx, vy, cxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert np.allclose(ours, np.clip((1 - ssim) / 2, 0, 1), atol=1e-10)
+    assert float(ssim_loss(torch.from_numpy(x), torch.from_numpy(x)).max()) < 1e-8
+
+
+def test_automask_keeps_static_pixels_out_of_the_loss():
+    target = torch.rand(1, 3, 8, 8)
+    static_source = target.clone()  # a neighbour identical to the target: nothing moved
+    identity = torch.cat([photometric_error(static_source, target)] * 2, 1)
+    reprojection = torch.rand(1, 2, 8, 8, requires_grad=True)
+    loss, mask = min_reprojection(reprojection + 0.05, identity, torch.Generator().manual_seed(0))
+    assert float(mask.sum()) == 0.0
+    loss.mean().backward()
+    assert float(reprojection.grad.abs().sum()) == 0.0
+    moving = torch.full((1, 2, 8, 8), 0.5)
+    loss, mask = min_reprojection(torch.zeros(1, 2, 8, 8), moving)
+    assert float(mask.mean()) == 1.0
+
+
+@pytest.fixture(scope="module")
+def depth_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("depth_synth")
+    write_dataset(root, identities=6, clips_per_identity=2, frames=10, size=64, seed=9, quiet=True)
+    return root
+
+
+def test_trainer_writes_original_format_that_loads_strictly_and_animates(depth_data, tmp_path, tiny_files):
+    out = tmp_path / "depth_run"
+    result = train_depth(DepthTrainOptions(data=depth_data, out=out, size=64, max_steps=2, workers=0, quiet=True))
+    assert result.step == 2
+    raw = torch.load(out / "encoder.pth", weights_only=True)
+    assert raw["height"] == 64 and raw["width"] == 64 and raw["use_stereo"] is False
+    network = load_depth_network(read_depth_weights(out))
+    assert network.config.num_layers == 18
+    assert list((out / "visuals").glob("*.png")) and (out / "intrinsics.json").is_file()
+    frames = tmp_path / "animated"
+    clip = sorted((depth_data / "test").glob("*.mp4"))[0]
+    argv = ["animate", "--source", str(tiny_files["source"]), "--driving", str(clip), "--quiet"]
+    argv += ["--checkpoint", str(tiny_files["checkpoint"]), "--depth-weights", str(out), "--output", f"{frames}/"]
+    assert main(argv) == 0 and len(list(frames.glob("*.png"))) == 10
+
+
+@pytest.mark.slow
+def test_short_run_improves_abs_rel_over_the_untrained_network(depth_data, tmp_path):
+    options = DepthTrainOptions(data=depth_data, out=tmp_path / "learn", size=64, max_steps=150, workers=0,
+                                quiet=True, stride=2, seed=3)  # fmt: skip
+    result = train_depth(options)
+    report = evaluate_depth(result.depth, depth_data, "test", frames_per_clip=6)
+    assert report["model"]["abs_rel"] < report["untrained"]["abs_rel"], report
+
+
+def test_depth_cli_writes_pictures_raw_maps_and_point_clouds(depth_data, tiny_files, tmp_path):
+    out = tmp_path / "depth_out"
+    image = tiny_files["source"]
+    assert main(["depth", "--weights", str(tiny_files["depth"]), "--input", str(image), "--out", str(out),
+                 "--ply", "--size", "64", "--quiet"]) == 0  # fmt: skip
+    assert (out / "source_disp.png").is_file()
+    depth = np.load(out / "source_depth.npy")
+    assert depth.shape == (64, 64) and (depth > 0).all()
+    data = (out / "source.ply").read_bytes()
+    header, _, body = data.partition(b"end_header\n")
+    assert b"element vertex 4096" in header and len(body) == 4096 * 15
+    clip = sorted((depth_data / "test").glob("*.mp4"))[0]
+    video_out = tmp_path / "video_depth"
+    assert main(["depth", "--weights", str(tiny_files["depth"]), "--input", str(clip), "--out", str(video_out),
+                 "--raw", "png16", "--size", "64", "--quiet"]) == 0  # fmt: skip
+    assert (video_out / "disparity.mp4").is_file() and len(list(video_out.glob("*_depth.png"))) == 10
