@@ -110,7 +110,7 @@ def random_motion(rng: np.random.Generator, frames: int) -> Motion:
         pitch=_smooth(rng, frames, 15.0),
         roll=_smooth(rng, frames, 10.0),
         translation=translation,
-        scale=1.0 + _smooth(rng, frames, 0.08),
+        scale=1.0 + _smooth(rng, frames, 0.04),
         mouth=mouth,
         eyes=eyes,
     )
@@ -126,8 +126,8 @@ def rotation_matrices(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor
     return rz @ ry @ rx
 
 
-HEAD_DISTANCE = 4.6
-FOCAL = 1.45  # focal length in units of the image size
+HEAD_DISTANCE = 3.0
+FOCAL = 0.95  # focal length in units of the image size: a close-up, like a webcam
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
