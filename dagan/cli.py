@@ -27,6 +27,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _even_size(text: str) -> int:
+    value = int(text)
+    if value < 16 or value % 2:
+        raise argparse.ArgumentTypeError(f"must be an even number of pixels, at least 16, got {value}")
+    return value
+
+
 def _cmd_animate(args: argparse.Namespace) -> int:
     from dagan.pipelines.animate import animate_files
 
@@ -88,8 +95,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--identities", type=_positive_int, default=10, metavar="N")
     p.add_argument("--clips-per-identity", type=_positive_int, default=2, metavar="K")
     p.add_argument("--frames", type=_positive_int, default=64, metavar="F")
-    p.add_argument("--size", type=_positive_int, default=256, metavar="S")
-    p.add_argument("--seed", type=int, default=0, metavar="X")
+    p.add_argument("--size", type=_even_size, default=256, metavar="S", help="even, at least 16")
+    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="X")
     p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="clips as mp4 files or PNG folders")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_synth)
@@ -134,10 +141,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
     p.add_argument("--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights")
     p.add_argument("--vgg-weights", metavar="PATH", default=None, help="torchvision vgg19-dcbb9e9d.pth")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N", help="steps between checkpoints")
-    p.add_argument("--workers", type=int, default=2, metavar="N", help="data-loading worker processes")
-    p.add_argument("--cache-clips", type=int, default=0, metavar="N", help="keep N decoded clips per worker")
+    p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N", help="data-loading worker processes")
+    p.add_argument(
+        "--cache-clips", type=_non_negative_int, default=0, metavar="N", help="keep N decoded clips per worker"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_train)
@@ -147,7 +156,14 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from dagan.pipelines.depth_train import DepthTrainOptions, evaluate_depth, load_trained_depth, train_depth
+    from dagan.io.atomic import atomic_output
+    from dagan.pipelines.depth_train import (
+        DepthTrainOptions,
+        evaluate_depth,
+        has_ground_truth,
+        load_trained_depth,
+        train_depth,
+    )
 
     out = Path(args.out)
     if not args.eval:
@@ -172,8 +188,11 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
         network = result.depth
     else:
         network = load_trained_depth(out)
+    if not args.eval and not has_ground_truth(args.data):
+        return 0  # real videos: nothing to score against
     report = evaluate_depth(network.eval(), args.data, "test")
-    (out / "depth_eval.json").write_text(json.dumps(report, indent=2))
+    with atomic_output(out / "depth_eval.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
     print(f"{'':<10}" + "".join(f"{m:>12}" for m in report["model"]))
     for name, values in report.items():
         print(f"{name:<10}" + "".join(f"{v:>12.4f}" for v in values.values()))
@@ -194,8 +213,8 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N")
     p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, metavar="N")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--eval",

@@ -15,15 +15,9 @@ from typing import Any, Literal
 
 import yaml
 
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 
 GeneratorVariant = Literal["depth_aware", "spade"]
-
-#: The original class names, as the original ``--generator`` flag spelled them.
-GENERATOR_CLASS_NAMES: dict[str, GeneratorVariant] = {
-    "DepthAwareGenerator": "depth_aware",
-    "SPADEDepthAwareGenerator": "spade",
-}
 
 
 @dataclass
@@ -303,7 +297,7 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise DaganError(f"config {where} is not valid YAML: {exc}") from exc
+        raise DaganError(f"config {where} is not valid YAML: {first_line(exc)}") from exc
     if not isinstance(values, dict):
         raise DaganError(f"config {where} must be a YAML mapping")
     if "model_params" in values:

@@ -140,3 +140,26 @@ def test_torchvision_vgg19_checkpoint_layout_loads(tmp_path):
     vgg = load_vgg19(tmp_path / "vgg19-dcbb9e9d.pth")
     assert torch.equal(vgg.state_dict()["34.weight"], features["34.weight"])
     assert len(vgg(torch.rand(1, 3, 32, 32))) == 5
+
+
+def test_a_fresh_run_never_overwrites_an_earlier_one(synth_data, depth_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pth.tar").write_bytes(b"an earlier run")
+    argv = ["train", "--config", str(TINY_CONFIG), "--data", str(synth_data), "--out", str(run),
+            "--depth-weights", str(depth_dir), "--max-steps", "1", "--quiet", "--workers", "0"]  # fmt: skip
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "checkpoint.pth.tar").read_bytes() == b"an earlier run"
+    assert main(["train", "--config", str(TINY_CONFIG), "--data", str(synth_data), "--out", str(tmp_path / "new"),
+                 "--depth-weights", str(depth_dir), "--resume", "--quiet"]) == 2  # fmt: skip
+
+
+def test_unavailable_device_is_a_clean_error(tiny_files, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    argv = ["animate", "--source", str(tiny_files["source"]), "--driving", str(tiny_files["driving"]),
+            "--checkpoint", str(tiny_files["checkpoint"]), "--depth-weights", str(tiny_files["depth"]),
+            "--device", "cuda", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert "no CUDA device" in capsys.readouterr().err

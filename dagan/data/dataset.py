@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from dagan.config import DataConfig
 from dagan.errors import DaganError
-from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame
+from dagan.io.image import list_frame_files, read_image, resize_frame
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video
 
 
@@ -34,7 +34,7 @@ def list_clips(directory: str | Path) -> list[Path]:
             continue
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
             clips.append(path)
-        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+        elif path.is_dir() and list_frame_files(path):
             clips.append(path)
     return clips
 
@@ -57,7 +57,7 @@ class ClipReader:
         """Number of frames of a clip."""
         if clip not in self._lengths:
             if clip.is_dir():
-                self._lengths[clip] = sum(1 for p in clip.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+                self._lengths[clip] = len(list_frame_files(clip))
             else:
                 info = probe_video(clip)
                 self._lengths[clip] = info.frame_count or len(self._decode(clip))
@@ -78,18 +78,25 @@ class ClipReader:
     def frames(self, clip: Path, indices: list[int]) -> list[np.ndarray]:
         """The frames at ``indices`` (H, W, 3) float32 in [0, 1]."""
         if clip.is_dir():
-            files = sorted(p for p in clip.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = list_frame_files(clip)
             return [resize_frame(read_image(files[i]), self.size) for i in indices]
         if self.cache_clips or clip in self._cache:
             frames = self._decode(clip)
             return [frames[i] for i in indices]
         wanted = {i: None for i in indices}
-        last = max(indices)
-        for i, frame in enumerate(iter_frames(probe_video(clip))):
-            if i in wanted:
-                wanted[i] = resize_frame(frame, self.size)
-            if i >= last:
+        last, frame = max(indices), None
+        decoded = 0
+        for decoded, frame in enumerate(iter_frames(probe_video(clip)), start=1):
+            if decoded - 1 in wanted:
+                wanted[decoded - 1] = resize_frame(frame, self.size)
+            if decoded - 1 >= last:
                 break
+        if frame is None:
+            raise DaganError(f"clip {clip} has no frames")
+        if decoded - 1 < last:  # the container promised more frames than it holds
+            self._lengths[clip] = decoded
+            tail = resize_frame(frame, self.size)
+            return [wanted[i] if wanted[i] is not None else tail for i in indices]
         return [wanted[i] for i in indices]
 
 

@@ -377,7 +377,7 @@ def write_dataset(
     ``pose`` (F, 7) = yaw, pitch, roll (degrees), tx, ty, tz, scale, ``intrinsics`` (3, 3) and
     ``head_mask`` (F, S, S): the pixels of the head (skull, nose, ears, hair), not neck or shoulders.
     """
-    from dagan.io.atomic import atomic_output
+    from dagan.io.atomic import atomic_output, check_writable_directory
     from dagan.io.image import write_png
     from dagan.io.streaming import BackgroundConsumer
     from dagan.io.video import Mp4Writer
@@ -387,7 +387,7 @@ def write_dataset(
     n_test = max(1, round(identities * test_fraction)) if identities > 1 else 0
     split = {i: ("test" if i >= identities - n_test else "train") for i in range(identities)}
     for part in set(split.values()):
-        (out / part).mkdir(parents=True, exist_ok=True)
+        check_writable_directory(out / part)
     total = identities * clips_per_identity
 
     def save(item: tuple[Path, dict[str, np.ndarray]]) -> None:
@@ -437,5 +437,6 @@ def write_dataset(
         "intrinsics": intrinsics(size).tolist(),
         "fps": 25,
     }
-    (out / "synth.json").write_text(json.dumps(meta, indent=2))
+    with atomic_output(out / "synth.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=2))
     return SynthReport(done, done * frames, time.perf_counter() - started)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from dagan.config import DepthConfig, DiscriminatorConfig, ModelConfig
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output
 from dagan.nn.common import anti_alias_kernel_scale
 
@@ -74,12 +74,7 @@ def load_torch_file(path: str | Path) -> Any:
             f"which a safe load does not run ({first[:160]})"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
-        raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({_short(exc)})") from exc
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+        raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({first_line(exc)})") from exc
 
 
 def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +109,7 @@ def read_safetensors(path: Path) -> WeightFile:
                 group, _, name = key.partition(".")
                 groups.setdefault(group, {})[name] = handle.get_tensor(key)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise DaganError(f"checkpoint {path} is not a readable safetensors file ({_short(exc)})") from exc
+        raise DaganError(f"checkpoint {path} is not a readable safetensors file ({first_line(exc)})") from exc
     unknown = sorted(set(groups) - set(DAGAN_GROUPS) - set(DEPTH_GROUPS))
     if unknown:
         raise DaganError(f"checkpoint {path}: unknown tensor groups {', '.join(unknown)}")

@@ -7,10 +7,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_frame_files(directory: Path) -> list[Path]:
+    """Image files of a frame folder in name order, without hidden files (such as macOS ``._*``)."""
+    return sorted(
+        p for p in Path(directory).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+    )
 
 
 def to_float_rgb(array: np.ndarray) -> np.ndarray:
@@ -23,6 +30,8 @@ def to_float_rgb(array: np.ndarray) -> np.ndarray:
         array = np.stack([array] * 3, axis=-1)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"unsupported image shape {array.shape}")
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:  # any byte order
+        array = array.astype(np.uint16)
     if array.dtype == np.uint8:
         return array.astype(np.float64) / 255.0
     if array.dtype == np.uint16:
@@ -47,8 +56,8 @@ def read_image(path: str | Path) -> np.ndarray:
             elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 image = image.convert("RGB")
             array = np.asarray(image)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DaganError(f"{path} is not a readable image ({str(exc).splitlines()[0][:160]})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DaganError(f"{path} is not a readable image ({first_line(exc, 160)})") from exc
     try:
         return to_float_rgb(array)
     except ValueError as exc:

@@ -21,20 +21,24 @@ def prefetch(iterable: Iterable[T], size: int = 8) -> Iterator[T]:
     items: queue.Queue = queue.Queue(maxsize=max(1, size))
     stop = threading.Event()
 
+    def offer(item: object) -> bool:
+        """Put unless the consumer has gone away; False once it has."""
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in iterable:
-                while not stop.is_set():
-                    try:
-                        items.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer(item):
                     return
-            items.put(_DONE)
+            offer(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            items.put(_Failure(exc))
+            offer(_Failure(exc))
 
     thread = threading.Thread(target=produce, daemon=True, name="dagan-prefetch")
     thread.start()
@@ -57,6 +61,7 @@ class BackgroundConsumer:
         self._consume = consume
         self._items: queue.Queue = queue.Queue(maxsize=max(1, size))
         self._error: BaseException | None = None
+        self._cancelled = False
         self._thread = threading.Thread(target=self._run, daemon=True, name="dagan-writer")
         self._thread.start()
 
@@ -65,7 +70,7 @@ class BackgroundConsumer:
             item = self._items.get()
             if item is _DONE:
                 return
-            if self._error is None:
+            if self._error is None and not self._cancelled:
                 try:
                     self._consume(item)
                 except BaseException as exc:  # re-raised in the producer thread
@@ -83,3 +88,14 @@ class BackgroundConsumer:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+    def cancel(self) -> None:
+        """Drop what is still queued and stop the thread (after a failure elsewhere)."""
+        self._cancelled = True
+        while True:
+            try:
+                self._items.get_nowait()
+            except queue.Empty:
+                break
+        self._items.put(_DONE)
+        self._thread.join()

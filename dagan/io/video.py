@@ -18,9 +18,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 from dagan.io.atomic import check_writable_directory
-from dagan.io.image import IMAGE_SUFFIXES, read_image, to_uint8, write_png
+from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, to_uint8, write_png
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".gif", ".webm", ".mkv", ".m4v")
 DEFAULT_FPS = Fraction(25)
@@ -41,22 +41,13 @@ class VideoInfo:
     is_directory: bool
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def _frame_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
 def probe_video(path: str | Path) -> VideoInfo:
     """Open a video file or a folder of frames, check it has at least one frame, and describe it."""
     path = Path(path)
     if not path.exists():
         raise DaganError(f"driving input {path} does not exist")
     if path.is_dir():
-        files = _frame_files(path)
+        files = list_frame_files(path)
         if not files:
             raise DaganError(f"driving folder {path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
         return VideoInfo(path, DEFAULT_FPS, len(files), False, True)
@@ -72,7 +63,7 @@ def probe_video(path: str | Path) -> VideoInfo:
     except DaganError:
         raise
     except (av.FFmpegError, OSError, ValueError, StopIteration) as exc:
-        raise DaganError(f"driving video {path} is unreadable ({_first_line(exc)})") from exc
+        raise DaganError(f"driving video {path} is unreadable ({first_line(exc)})") from exc
     if first is None:
         raise DaganError(f"driving video {path} has no frames")
     return VideoInfo(path, Fraction(fps), count, has_audio, False)
@@ -81,7 +72,7 @@ def probe_video(path: str | Path) -> VideoInfo:
 def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     """Yield frames as uint8 (H, W, 3) arrays (folders: float [0, 1] arrays), one at a time."""
     if info.is_directory:
-        for file in _frame_files(info.path):
+        for file in list_frame_files(info.path):
             yield read_image(file)
         return
     decoded = 0
@@ -93,8 +84,9 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
                 decoded += 1
                 yield frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DaganError(f"driving video {info.path} is corrupt after {decoded} frames ({_first_line(exc)})") from exc
-    if info.frame_count and decoded < info.frame_count:
+        raise DaganError(f"driving video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
+    # Container frame counts can overstate what edit lists let through; only a clear shortfall is truncation.
+    if info.frame_count and decoded < 0.95 * info.frame_count - 1:
         raise DaganError(f"driving video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
 
 
@@ -117,7 +109,7 @@ class Mp4Writer:
         try:
             self._container = av.open(str(self.path), mode="w", format="mp4")
         except (av.FFmpegError, OSError) as exc:
-            raise DaganError(f"cannot write {self.path} ({_first_line(exc)})") from exc
+            raise DaganError(f"cannot write {self.path} ({first_line(exc)})") from exc
         stream = self._container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
@@ -128,7 +120,10 @@ class Mp4Writer:
 
     def _add_audio_stream(self) -> None:
         # Every stream must exist before the first packet is written.
-        source = av.open(str(self.audio_from))
+        try:
+            source = av.open(str(self.audio_from))
+        except (av.FFmpegError, OSError) as exc:
+            raise DaganError(f"cannot read the audio of {self.audio_from} ({first_line(exc)})") from exc
         if not source.streams.audio:
             source.close()
             return
@@ -144,10 +139,18 @@ class Mp4Writer:
         if frame.dtype != np.uint8:
             frame = to_uint8(frame)
         if self._container is None:
-            self._open(frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2)
+            height, width = frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2
+            if height < 2 or width < 2:
+                raise DaganError(
+                    f"cannot encode {self.path}: frames of {frame.shape[1]}x{frame.shape[0]} are too small"
+                )
+            self._open(height, width)
         frame = frame[: self._stream.height, : self._stream.width]
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                self._container.mux(packet)
+        except (av.FFmpegError, OSError) as exc:
+            raise DaganError(f"cannot write {self.path} ({first_line(exc)})") from exc
 
     def _write_audio(self) -> None:
         if self._audio_copy:
@@ -206,11 +209,14 @@ class PngDirectoryWriter:
         self.count += 1
 
     def close(self) -> None:
-        """Move the finished frames into place."""
+        """Move the finished frames into place and drop numbered frames left by a longer earlier run."""
         for index in range(self.count):
             name = f"{index:06d}.png"
             os.replace(self._staging / name, self.directory / name)
         shutil.rmtree(self._staging, ignore_errors=True)
+        for stale in self.directory.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
+            if int(stale.stem) >= self.count:
+                stale.unlink()
 
     def abort(self) -> None:
         """Discard the staged frames."""

@@ -25,18 +25,8 @@ from dagan.io.streaming import BackgroundConsumer, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
+from dagan.pipelines.distributed import select_device
 from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -228,14 +218,6 @@ def animate_files(
 
     with contextlib.ExitStack() as stack:
         writers: list[tuple[str, object]] = []
-        if to_directory:
-            writers.append(("main", PngDirectoryWriter(output)))
-        else:
-            tmp = stack.enter_context(atomic_output(output))
-            writers.append(("main", Mp4Writer(tmp, info.fps, info.path if info.has_audio else None)))
-        if depth_path is not None:
-            tmp = stack.enter_context(atomic_output(depth_path))
-            writers.append(("depth", Mp4Writer(tmp, info.fps)))
         source_view = resize_frame(source_image, animator.size)
 
         def write(frame: AnimatedFrame) -> None:
@@ -247,9 +229,17 @@ def animate_files(
                 else:
                     writer.write(frame.prediction)
 
-        sink = BackgroundConsumer(write)
+        sink = None
         count = 0
         try:
+            if to_directory:
+                writers.append(("main", PngDirectoryWriter(output)))
+            else:
+                tmp = stack.enter_context(atomic_output(output))
+                writers.append(("main", Mp4Writer(tmp, info.fps, info.path if info.has_audio else None)))
+            if depth_path is not None:
+                writers.append(("depth", Mp4Writer(stack.enter_context(atomic_output(depth_path)), info.fps)))
+            sink = BackgroundConsumer(write)
             frames = animator.animate(
                 source_image,
                 prefetch(iter_frames(info), 2 * batch_size),
@@ -267,6 +257,8 @@ def animate_files(
             for _, writer in writers:
                 writer.close()
         except BaseException:
+            if sink is not None:
+                sink.cancel()  # the writer thread must stop before its files are discarded
             for _, writer in writers:
                 writer.abort()
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -14,10 +15,10 @@ from tqdm import tqdm
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output, check_writable_directory
 from dagan.io.colormap import colorize_disparity
-from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, write_png
+from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, resize_frame, write_png
 from dagan.io.video import Mp4Writer, iter_frames, probe_video
-from dagan.pipelines.animate import select_device
 from dagan.pipelines.depth_train import disp_to_depth, load_trained_depth
+from dagan.pipelines.distributed import select_device
 
 #: Focal length (in units of the image width) assumed when the weights carry no learned intrinsics.
 DEFAULT_FOCAL = 1.0
@@ -80,7 +81,7 @@ def _inputs(path: Path) -> tuple[str, list[Path] | None]:
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return "image", [path]
     if path.is_dir():
-        return "folder", sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return "folder", list_frame_files(path)
     return "video", None
 
 
@@ -112,12 +113,13 @@ def depth_files(
     check_writable_directory(out)
     intrinsics = camera_matrix(weights, size, focal)
     param = next(network.parameters())
+    stack = contextlib.ExitStack()
     if kind == "video":
         info = probe_video(source)
         frames = iter_frames(info)
         names = (f"{i:06d}" for i in range(10**9))
         total = info.frame_count
-        video = Mp4Writer(out / ".disparity.partial.mp4", info.fps)
+        video = Mp4Writer(stack.enter_context(atomic_output(out / "disparity.mp4")), info.fps)
     else:
         if not files:
             raise DaganError(f"no images in {source}")
@@ -125,7 +127,6 @@ def depth_files(
         names = (f.stem for f in files)
         total, video = len(files), None
     written: list[Path] = []
-    count = 0
 
     def flush(batch: list[np.ndarray], batch_names: list[str]) -> None:
         tensor = torch.from_numpy(np.stack(batch).transpose(0, 3, 1, 2)).to(param.device, param.dtype)
@@ -149,28 +150,30 @@ def depth_files(
                 write_ply(out / f"{name}.ply", points, colours)
                 written.append(out / f"{name}.ply")
 
-    try:
-        batch, batch_names = [], []
-        with tqdm(total=total, unit="frame", disable=quiet, file=sys.stderr, desc="depth") as bar:
-            for frame, name in zip(frames, names, strict=False):
-                batch.append(resize_frame(frame, size))
-                batch_names.append(name)
-                if len(batch) == batch_size:
+    count = 0
+    with stack:
+        try:
+            batch: list[np.ndarray] = []
+            batch_names: list[str] = []
+            with tqdm(total=total, unit="frame", disable=quiet, file=sys.stderr, desc="depth") as bar:
+                for frame, name in zip(frames, names, strict=False):
+                    batch.append(resize_frame(frame, size))
+                    batch_names.append(name)
+                    if len(batch) == batch_size:
+                        flush(batch, batch_names)
+                        bar.update(len(batch))
+                        count += len(batch)
+                        batch, batch_names = [], []
+                if batch:
                     flush(batch, batch_names)
                     bar.update(len(batch))
                     count += len(batch)
-                    batch, batch_names = [], []
-            if batch:
-                flush(batch, batch_names)
-                bar.update(len(batch))
-                count += len(batch)
-        if video is not None:
-            video.close()
-            (out / ".disparity.partial.mp4").replace(out / "disparity.mp4")
-            written.append(out / "disparity.mp4")
-    except BaseException:
-        if video is not None:
-            video.abort()
-            (out / ".disparity.partial.mp4").unlink(missing_ok=True)
-        raise
+            if video is not None:
+                video.close()
+        except BaseException:
+            if video is not None:
+                video.abort()
+            raise
+    if video is not None:
+        written.append(out / "disparity.mp4")
     return DepthReport(count, written)

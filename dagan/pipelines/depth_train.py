@@ -23,20 +23,29 @@ from tqdm import tqdm
 
 from dagan.config import DepthConfig
 from dagan.data.dataset import FrameTripletDataset, list_clips
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
 from dagan.io.colormap import colorize_disparity
-from dagan.io.image import resize_frame, write_png
+from dagan.io.image import resize_frame
 from dagan.io.video import iter_frames, probe_video
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.pose import PoseNetwork
-from dagan.pipelines.distributed import epoch_loader, setup_distributed, training_device, unwrap
+from dagan.pipelines.distributed import (
+    RunLog,
+    check_run_directory,
+    epoch_loader,
+    select_device,
+    setup_distributed,
+    unwrap,
+)
 from dagan.pipelines.networks import load_depth_network
 
 MIN_DEPTH, MAX_DEPTH = 0.1, 100.0
 SMOOTHNESS_WEIGHT = 1e-3
 SCALES = (0, 1, 2, 3)
+#: Everything ``--resume`` needs, in one file written last: the weights files are the deliverables.
+TRAIN_STATE = "train_state.pth"
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -190,14 +199,15 @@ class DepthTrainer:
     def __init__(self, options: DepthTrainOptions):
         self.options = options
         self.rank, self.world, local_rank = setup_distributed()
-        self.device = training_device(options.device, local_rank)
+        self.device = select_device(options.device, local_rank)
         torch.manual_seed(options.seed)
         config = DepthConfig(num_layers=options.layers, height=options.size, width=options.size)
         self.depth = FaceDepthNetwork(config).to(self.device)
         self.pose = PoseNetwork(config).to(self.device)
         self.out = Path(options.out)
         if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
+            check_run_directory(self.out, options.resume, TRAIN_STATE)
+        self.log = RunLog(self.out, enabled=self.rank == 0)
         self.depth_step, self.pose_step = self.depth, self.pose
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -213,7 +223,6 @@ class DepthTrainer:
         self.dataset = FrameTripletDataset(options.data, "train", options.size, options.stride, options.seed)
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.intrinsics_sum, self.intrinsics_count = torch.zeros(3, 3), 0
-        self._writer = None
         if options.resume:
             self._resume()
 
@@ -229,8 +238,12 @@ class DepthTrainer:
         )
         write_torch(self.out / "pose.pth", unwrap(self.pose).state_dict())
         write_torch(
-            self.out / "train_state.pth",
+            self.out / TRAIN_STATE,
             {
+                "depth": depth.state_dict(),
+                "pose": unwrap(self.pose).state_dict(),
+                "size": self.options.size,
+                "layers": self.options.layers,
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "step": self.step,
@@ -250,14 +263,21 @@ class DepthTrainer:
         return (self.intrinsics_sum / self.intrinsics_count).tolist()
 
     def _resume(self) -> None:
-        weights = read_depth_weights(self.out)
-        depth = unwrap(self.depth)
-        load_strict(depth.encoder, weights.groups["depth_encoder"], "the depth encoder", str(self.out))
-        load_strict(depth.decoder, weights.groups["depth_decoder"], "the depth decoder", str(self.out))
-        load_strict(unwrap(self.pose), load_torch_file(self.out / "pose.pth"), "the pose network", str(self.out))
-        state = load_torch_file(self.out / "train_state.pth")
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        path = self.out / TRAIN_STATE
+        state = load_torch_file(path)
+        if not isinstance(state, dict) or "depth" not in state:
+            raise DaganError(f"--resume: {path} was not written by dagan train-depth")
+        if (state.get("size"), state.get("layers")) != (self.options.size, self.options.layers):
+            raise DaganError(
+                f"--resume: the run used --size {state.get('size')} --layers {state.get('layers')}; pass the same"
+            )
+        load_strict(unwrap(self.depth), state["depth"], "the depth network", str(path))
+        load_strict(unwrap(self.pose), state["pose"], "the pose network", str(path))
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, ValueError) as exc:
+            raise DaganError(f"--resume: the optimiser state in {path} does not fit ({first_line(exc)})") from exc
         self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
         self.intrinsics_sum, self.intrinsics_count = state["intrinsics_sum"], state["intrinsics_count"]
 
@@ -297,23 +317,6 @@ class DepthTrainer:
             "intrinsics": intrinsics.detach(),
         }
 
-    def _log(self, record: dict) -> None:
-        if self.rank != 0:
-            return
-        with open(self.out / "log.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(str(self.out / "tensorboard"))
-            except ImportError:
-                self._writer = False
-        if self._writer:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
-                    self._writer.add_scalar(key, value, record["step"])
-
     def _visualize(self, frames: torch.Tensor, disparity: torch.Tensor) -> None:
         if self.rank != 0:
             return
@@ -321,11 +324,7 @@ class DepthTrainer:
         for i in range(min(frames.shape[0], 4)):
             image = frames[i, 1].permute(1, 2, 0).cpu().numpy()
             rows.append(np.concatenate([image, colorize_disparity(disparity[i, 0].cpu().numpy())], axis=1))
-        grid = np.concatenate(rows, axis=0)
-        (self.out / "visuals").mkdir(exist_ok=True)
-        write_png(self.out / "visuals" / f"step_{self.step:08d}.png", grid)
-        if self._writer:
-            self._writer.add_image("disparity", grid, self.step, dataformats="HWC")
+        self.log.image("disparity", np.concatenate(rows, axis=0), self.step)
 
     def run(self) -> DepthTrainResult:
         """Train until ``max_steps`` or ``epochs``; weights are saved periodically and at the end."""
@@ -369,7 +368,7 @@ class DepthTrainer:
                 bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
                 if self.step % options.log_every == 0 or self.step == total:
                     lr = self.scheduler.get_last_lr()[0]
-                    self._log(
+                    self.log.scalars(
                         {
                             "step": self.step,
                             "epoch": self.epoch,
@@ -390,8 +389,7 @@ class DepthTrainer:
         if last is not None:
             self._visualize(*last)
         self.save()
-        if self._writer:
-            self._writer.close()
+        self.log.close()
         return DepthTrainResult(
             unwrap(self.depth), unwrap(self.pose), self.step, time.perf_counter() - started, self.mean_intrinsics()
         )
@@ -422,6 +420,12 @@ def median_scaled(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.clip(prediction * (np.median(truth) / np.median(prediction)), MIN_DEPTH, MAX_DEPTH)
 
 
+def has_ground_truth(data: str | Path, split: str = "test") -> bool:
+    """Whether a split has ``dagan synth`` ground truth (``NAME.npz`` beside its clips)."""
+    folder = Path(data) / split
+    return folder.is_dir() and any(c.with_suffix(".npz").is_file() for c in list_clips(folder))
+
+
 @torch.no_grad()
 def evaluate_depth(
     network: FaceDepthNetwork, data: str | Path, split: str = "test", frames_per_clip: int = 8, size: int | None = None
@@ -440,9 +444,9 @@ def evaluate_depth(
     sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in ("model", "constant", "untrained")}
     count = 0
     for clip in clips:
-        truth_file = np.load(clip.with_suffix(".npz"))
-        gt_depth = truth_file["depth"].astype(np.float32)
-        masks = truth_file["head_mask"] if "head_mask" in truth_file.files else gt_depth > 0
+        with np.load(clip.with_suffix(".npz")) as truth_file:
+            gt_depth = truth_file["depth"].astype(np.float32)
+            masks = truth_file["head_mask"] if "head_mask" in truth_file.files else gt_depth > 0
         frames = list(iter_frames(probe_video(clip)))
         picks = np.linspace(0, len(frames) - 1, min(frames_per_clip, len(frames))).round().astype(int)
         batch = torch.from_numpy(np.stack([resize_frame(frames[i], size) for i in picks]).transpose(0, 3, 1, 2)).to(

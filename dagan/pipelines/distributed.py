@@ -1,15 +1,20 @@
-"""Process-group set-up shared by the trainers: plain runs, and ``torchrun`` (one process per GPU)."""
+"""What the trainers share: devices, the torchrun process group, epoch loaders and run logs."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
+
+from dagan.errors import DaganError
+from dagan.io.image import write_png
 
 
 def setup_distributed() -> tuple[int, int, int]:
@@ -23,13 +28,19 @@ def setup_distributed() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
-def training_device(name: str, local_rank: int) -> torch.device:
-    """The device this process trains on."""
+def select_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an unavailable device is a ``DaganError``."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
     if name == "cuda":
+        if not torch.cuda.is_available():
+            raise DaganError("--device cuda: no CUDA device is available here")
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
+    if name == "mps" and not has_mps:
+        raise DaganError("--device mps: Apple MPS is not available here")
     return torch.device(name)
 
 
@@ -90,3 +101,58 @@ def epoch_loader(
         drop_last=True,
         pin_memory=device.type == "cuda",
     )
+
+
+class RunLog:
+    """``RUN_DIR/log.jsonl`` plus TensorBoard scalars and images (rank 0 only)."""
+
+    def __init__(self, out: Path, enabled: bool = True):
+        self.out, self.enabled = out, enabled
+        self._writer = None
+
+    def _tensorboard(self):
+        if self._writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._writer = SummaryWriter(str(self.out / "tensorboard"))
+            except ImportError:
+                self._writer = False
+        return self._writer
+
+    def scalars(self, record: dict) -> None:
+        """Append ``record`` (which holds ``step``) to the log and its numbers to TensorBoard."""
+        if not self.enabled:
+            return
+        with open(self.out / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        if writer := self._tensorboard():
+            for key, value in record.items():
+                if key != "step" and isinstance(value, int | float):
+                    writer.add_scalar(key, value, record["step"])
+
+    def image(self, tag: str, image, step: int) -> None:
+        """Save an (H, W, 3) [0, 1] image under ``visuals/`` and in TensorBoard."""
+        if not self.enabled:
+            return
+        (self.out / "visuals").mkdir(exist_ok=True)
+        write_png(self.out / "visuals" / f"step_{step:08d}.png", image)
+        if writer := self._tensorboard():
+            writer.add_image(tag, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        """Flush TensorBoard."""
+        if self._writer:
+            self._writer.close()
+
+
+def check_run_directory(out: Path, resume: bool, marker: str) -> None:
+    """A fresh run must not overwrite an earlier one; ``--resume`` needs one."""
+    if resume and not (out / marker).is_file():
+        raise DaganError(f"--resume: no earlier run in {out} (no {marker})")
+    if not resume and (out / marker).exists():
+        raise DaganError(f"{out} already holds a run ({marker}); pass --resume to continue it or choose a new --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DaganError(f"cannot create {out}: {exc.strerror or exc}") from exc

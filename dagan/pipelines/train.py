@@ -8,7 +8,6 @@ Checkpoints keep the original layout (``generator``, ``kp_detector``, ``discrimi
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -24,12 +23,18 @@ from tqdm import tqdm
 
 from dagan.config import Config, config_to_dict, load_config
 from dagan.data.dataset import DatasetRepeater, FramesDataset
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_original_checkpoint
-from dagan.io.image import write_png
 from dagan.nn import KeypointDetector, MultiScaleDiscriminator
 from dagan.nn.vgg import VGG19Features
-from dagan.pipelines.distributed import epoch_loader, setup_distributed, training_device, unwrap
+from dagan.pipelines.distributed import (
+    RunLog,
+    check_run_directory,
+    epoch_loader,
+    select_device,
+    setup_distributed,
+    unwrap,
+)
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
 
@@ -136,11 +141,16 @@ class Trainer:
     def __init__(self, options: TrainOptions, config: Config | None = None):
         self.options = options
         self.rank, self.world, local_rank = setup_distributed()
-        self.device = training_device(options.device, local_rank)
+        self.device = select_device(options.device, local_rank)
         self.config = config or load_config(options.config)
+        if options.depth_weights is None:
+            raise DaganError(
+                "dagan train needs --depth-weights DIR (encoder.pth + depth.pth, e.g. from dagan train-depth)"
+            )
         self.out = Path(options.out)
         if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
+            check_run_directory(self.out, options.resume, CHECKPOINT_NAME)
+        self.log = RunLog(self.out, enabled=self.rank == 0)
         torch.manual_seed(options.seed)
         model = self.config.model
         self.kp_detector = KeypointDetector(model.kp_detector).to(self.device)
@@ -197,7 +207,6 @@ class Trainer:
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.validation: list[dict[str, float]] = []
         self._validation_set = None
-        self._writer = None
         if options.resume:
             self._resume()
 
@@ -234,46 +243,41 @@ class Trainer:
         if not path.is_file():
             raise DaganError(f"--resume: no checkpoint at {path}")
         state = load_torch_file(path)
+        missing = [
+            k
+            for k in ("step", "step_in_epoch", "epoch", "optimizer_generator", "scheduler_generator")
+            if k not in state
+        ]
+        if missing:
+            raise DaganError(f"--resume: {path} was not written by dagan train (it lacks {', '.join(missing)})")
+        saved = state.get("config")
+        if saved is not None and saved.get("train", {}).get("batch_size") != self.config.train.batch_size:
+            raise DaganError(
+                "--resume: the config's train.batch_size differs from the run's; the data order would change"
+            )
         for name, module in (
             ("generator", unwrap(self.generator)),
             ("kp_detector", unwrap(self.kp_detector)),
             ("discriminator", self.discriminator),
         ):
             load_strict(module, state[name], name, str(path))
-        self.optimizer_generator.load_state_dict(state["optimizer_generator"])
-        self.optimizer_kp_detector.load_state_dict(state["optimizer_kp_detector"])
-        self.optimizer_discriminator.load_state_dict(state["optimizer_discriminator"])
-        for name, scheduler in self.schedulers.items():
-            scheduler.load_state_dict(state[f"scheduler_{name}"])
+        try:
+            self.optimizer_generator.load_state_dict(state["optimizer_generator"])
+            self.optimizer_kp_detector.load_state_dict(state["optimizer_kp_detector"])
+            self.optimizer_discriminator.load_state_dict(state["optimizer_discriminator"])
+            for name, scheduler in self.schedulers.items():
+                scheduler.load_state_dict(state[f"scheduler_{name}"])
+        except (KeyError, ValueError) as exc:
+            raise DaganError(
+                f"--resume: the optimiser state in {path} does not fit this model ({first_line(exc)})"
+            ) from exc
         self.epoch, self.step, self.step_in_epoch = int(state["epoch"]), int(state["step"]), int(state["step_in_epoch"])
         self.validation = list(state.get("validation", []))
 
     # ---------------------------------------------------------------- logging
-    def _log(self, record: dict) -> None:
-        if self.rank != 0:
-            return
-        with open(self.out / "log.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._writer = SummaryWriter(str(self.out / "tensorboard"))
-            except ImportError:
-                self._writer = False
-        if self._writer:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, int | float):
-                    self._writer.add_scalar(key, value, record["step"])
-
     def _visualize(self, source, driving, generated) -> None:
-        if self.rank != 0:
-            return
-        grid = visual_grid(source, driving, generated)
-        (self.out / "visuals").mkdir(exist_ok=True)
-        write_png(self.out / "visuals" / f"step_{self.step:08d}.png", grid)
-        if self._writer:
-            self._writer.add_image("visuals", grid, self.step, dataformats="HWC")
+        if self.rank == 0:
+            self.log.image("visuals", visual_grid(source, driving, generated), self.step)
 
     # ------------------------------------------------------------- validation
     @torch.no_grad()
@@ -300,7 +304,7 @@ class Trainer:
         self.generator_objective.train(was_training)
         record = {"step": self.step, "val_l1": total / source.shape[0]}
         self.validation.append(record)
-        self._log(record)
+        self.log.scalars(record)
         return record
 
     # ------------------------------------------------------------------ loop
@@ -382,7 +386,7 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(values.items())[:3]})
                 if self.step % options.log_every == 0 or self.step == total:
                     lrs = {f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()}
-                    self._log({"step": self.step, "epoch": self.epoch, **values, **lrs})
+                    self.log.scalars({"step": self.step, "epoch": self.epoch, **values, **lrs})
                 if self.step % options.visualize_every == 0:
                     self._visualize(*self._last)
                 if self.step % options.validate_every == 0 and self.rank == 0:
@@ -401,8 +405,7 @@ class Trainer:
             if getattr(self, "_last", None) is not None:
                 self._visualize(*self._last)
         self.save_checkpoint()
-        if self._writer:
-            self._writer.close()
+        self.log.close()
         return TrainResult(
             unwrap(self.kp_detector),
             unwrap(self.generator),
