@@ -50,6 +50,8 @@ class Identity:
     shirt: np.ndarray
     background: np.ndarray  # (2, 3): top and bottom colours
     light: np.ndarray  # unit vector towards the light
+    texture_frequencies: np.ndarray  # (K, 3): skin and cloth texture, fixed to the surface
+    texture_phases: np.ndarray  # (K,)
 
 
 def random_identity(rng: np.random.Generator) -> Identity:
@@ -69,6 +71,8 @@ def random_identity(rng: np.random.Generator) -> Identity:
         shirt=rng.uniform(0.1, 0.9, 3),
         background=rng.uniform(0.1, 0.95, (2, 3)),
         light=light / np.linalg.norm(light),
+        texture_frequencies=rng.normal(0.0, 7.0, (6, 3)),
+        texture_phases=rng.uniform(0, 2 * math.pi, 6),
     )
 
 
@@ -253,10 +257,20 @@ def _render(identity: Identity, motion: Motion, size: int) -> dict[str, np.ndarr
     foreground = best_prim >= 0
     depth = torch.where(foreground, best_t, torch.zeros_like(best_t))  # rays have z = 1, so t is camera z
     normal = best_normal / best_normal.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    shade = 0.35 + 0.75 * (normal @ f(identity.light)).clamp_min(0)
+    shade = 0.5 + 0.6 * (normal @ f(identity.light)).clamp_min(0)
+    # Surface texture (pores, freckles, cloth weave at this scale): it moves with the surface, so
+    # frames agree photometrically where plain shading alone would be ambiguous.
+    freq = f(identity.texture_frequencies)  # written out: matmuls with an inner size of 3 are slow on CPU
+    waves = torch.sin(
+        best_local[..., 0:1] * freq[:, 0]
+        + best_local[..., 1:2] * freq[:, 1]
+        + best_local[..., 2:3] * freq[:, 2]
+        + f(identity.texture_phases)
+    )
+    texture = 1 + 0.2 * torch.tanh(waves.sum(-1) / 2)
     palette = torch.stack([f(identity.skin), f(identity.skin) * 0.92, f(identity.hair), f(identity.shirt)])
     materials = torch.tensor([material for _, _, material, _ in prims])
-    albedo = palette[materials[best_prim.clamp_min(0)]]
+    albedo = palette[materials[best_prim.clamp_min(0)]] * texture.unsqueeze(-1)
     albedo = _paint_face(albedo, best_prim == 0, best_local, identity, motion)
 
     colour = albedo * shade.unsqueeze(-1)
