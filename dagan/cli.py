@@ -268,6 +268,10 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "animate",
         help="animate a portrait with a driving video",
         description="Animate a source portrait with a driving video (or a folder of frames).",
+        epilog="Weights are not downloaded: pass the published DaGAN_vox_adv_256.pth.tar or "
+        "SPADE_DaGAN_vox_adv_256.pth.tar and the face-depth folder depth/models/weights_19 (encoder.pth, depth.pth) "
+        "linked from https://github.com/harlanhong/CVPR2022-DaGAN, or train your own with "
+        "'dagan train-depth' and 'dagan train'.",
     )
     p.add_argument("--source", required=True, metavar="IMAGE", help="source portrait (PNG/JPEG, any size)")
     p.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR", help="driving video or frame folder")
