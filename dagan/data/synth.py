@@ -140,7 +140,10 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def landmark_directions() -> np.ndarray:
     """Unit directions on the skull (local frame) of each landmark, except nose tip and ears."""
-    front = lambda x, y: _unit(np.array([x, y, -math.sqrt(max(1e-6, 1 - x * x - y * y))]))  # noqa: E731
+
+    def front(x: float, y: float) -> np.ndarray:
+        return _unit(np.array([x, y, -math.sqrt(max(1e-6, 1 - x * x - y * y))]))
+
     return np.stack(
         [
             front(-EYE_X - EYE_RADIUS, EYE_Y), front(-EYE_X + EYE_RADIUS, EYE_Y),

@@ -207,6 +207,7 @@ class Trainer:
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.validation: list[dict[str, float]] = []
         self._validation_set = None
+        self._last: tuple | None = None  # the latest batch and outputs, for image grids
         if options.resume:
             self._resume()
 
@@ -402,7 +403,7 @@ class Trainer:
         if self.rank == 0:
             if not self.validation or self.validation[-1]["step"] != self.step:
                 self.validate()
-            if getattr(self, "_last", None) is not None:
+            if self._last is not None:
                 self._visualize(*self._last)
         self.save_checkpoint()
         self.log.close()
