@@ -34,9 +34,21 @@ def _even_size(text: str) -> int:
     return value
 
 
+def _add_precision_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="arithmetic precision (default fp32, exact; bf16/fp16 run under autocast, fp16 on GPU only)",
+    )
+    p.add_argument("--compile", action="store_true", help="compile the networks with torch.compile (slow first call)")
+
+
 def _cmd_animate(args: argparse.Namespace) -> int:
+    from dagan.config import InferenceConfig
     from dagan.pipelines.animate import animate_files
 
+    inference = InferenceConfig(precision=args.precision, compile=args.compile, backend=args.backend)
     report = animate_files(
         args.source,
         args.driving,
@@ -51,6 +63,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         save_depth=args.save_depth,
         side_by_side_output=args.side_by_side,
         quiet=args.quiet,
+        inference=inference,
     )
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
@@ -120,6 +133,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         workers=args.workers,
         cache_clips=args.cache_clips,
         device=args.device,
+        precision=args.precision,
+        compile=args.compile,
         quiet=args.quiet,
     )
     result = train(options)
@@ -147,6 +162,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cache-clips", type=_non_negative_int, default=0, metavar="N", help="keep N decoded clips per worker"
     )
+    _add_precision_flags(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_train)
@@ -275,7 +291,12 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--source", required=True, metavar="IMAGE", help="source portrait (PNG/JPEG, any size)")
     p.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR", help="driving video or frame folder")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="CKPT",
+        help="DaGAN .pth.tar or .safetensors checkpoint (or, with --backend onnxruntime, a dagan export-onnx folder)",
+    )
     p.add_argument(
         "--depth-weights",
         metavar="DIR",
@@ -312,8 +333,38 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--side-by-side", action="store_true", help="write source | driving | depth | result panels as the output"
     )
+    _add_precision_flags(p)
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="run the networks in torch (default) or in onnxruntime (a torch checkpoint is exported first)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_animate)
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from dagan.pipelines.networks import load_animation_networks
+    from dagan.pipelines.onnx_backend import export_onnx
+
+    written = export_onnx(load_animation_networks(args.checkpoint, args.depth_weights), args.out, args.size)
+    print(f"wrote {', '.join(path.name for path in written)} to {args.out}")
+    return 0
+
+
+def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-onnx",
+        help="export the depth, keypoint and generator networks to ONNX",
+        description="Export the animation networks (fused, fp32, dynamic batch) to ONNX graphs for onnxruntime; "
+        "run them with 'dagan animate --backend onnxruntime --checkpoint OUT_DIR'.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
+    p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the .onnx files and onnx.json")
+    p.add_argument("--size", type=_even_size, default=256, metavar="S", help="frame size the graphs take")
+    p.set_defaults(handler=_cmd_export_onnx)
 
 
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -336,6 +387,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_train_depth,
     _add_depth,
+    _add_export_onnx,
 ]
 
 

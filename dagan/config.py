@@ -172,6 +172,25 @@ class DataConfig:
     jitter_hue: float = 0.1
 
 
+Precision = Literal["fp32", "bf16", "fp16"]
+Backend = Literal["torch", "onnxruntime"]
+
+
+@dataclass
+class InferenceConfig:
+    """How animation runs. ``fuse`` and ``channels_last`` are exact; the rest are opt-in.
+
+    ``fuse`` folds batch norms and makes up-convolutions sub-pixel (``dagan.nn.fuse``);
+    ``precision`` other than fp32 runs under autocast; ``compile`` applies ``torch.compile``.
+    """
+
+    precision: Precision = "fp32"
+    compile: bool = False
+    fuse: bool = True
+    channels_last: bool = True
+    backend: Backend = "torch"
+
+
 @dataclass
 class Config:
     """The whole project configuration."""

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from scipy.spatial import ConvexHull
 
-from dagan.nn.common import Keypoints
+from dagan.nn.common import Keypoints, inverse_2x2
 
 
 def hull_area(points: np.ndarray) -> float:
@@ -37,6 +37,6 @@ def transfer_motion(
     value = (kp_driving.value - kp_driving_initial.value) * scale + kp_source.value
     jacobian = kp_driving.jacobian
     if jacobian is not None:
-        change = torch.matmul(jacobian, torch.inverse(kp_driving_initial.jacobian))
+        change = torch.matmul(jacobian, inverse_2x2(kp_driving_initial.jacobian))
         jacobian = torch.matmul(change, kp_source.jacobian)
     return Keypoints(value, jacobian)

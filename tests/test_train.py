@@ -163,3 +163,21 @@ def test_unavailable_device_is_a_clean_error(tiny_files, capsys):
             "--device", "cuda", "--quiet"]  # fmt: skip
     assert main(argv) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_bf16_training_runs_and_checkpoints(synth_data, depth_dir, tmp_path):
+    fp32 = train(_options(synth_data, tmp_path / "fp32", depth_dir, max_steps=2))
+    bf16 = train(_options(synth_data, tmp_path / "bf16", depth_dir, max_steps=2, precision="bf16"))
+    a, b = _state(fp32), _state(bf16)
+    assert all(torch.isfinite(v).all() for v in b.values() if v.is_floating_point())
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())  # bf16 really took effect
+    saved = torch.load(tmp_path / "bf16" / "checkpoint.pth.tar", weights_only=True)
+    assert "grad_scaler_generator" in saved
+
+
+def test_fp16_training_on_cpu_is_refused(synth_data, depth_dir, tmp_path, capsys):
+    code = main(["train", "--config", str(TINY_CONFIG), "--data", str(synth_data), "--out", str(tmp_path / "run"),
+                 "--depth-weights", str(depth_dir), "--precision", "fp16", "--device", "cpu", "--max-steps", "1",
+                 "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "bf16" in err and "Traceback" not in err

@@ -174,7 +174,7 @@ def _primitives(identity: Identity) -> list[tuple[tuple[float, float, float], tu
     ]
 
 
-HAIR = 4
+NOSE, HAIR = 1, 4
 
 
 def render_clip(identity: Identity, motion: Motion, size: int = 256, chunk: int = 16) -> dict[str, np.ndarray]:
@@ -289,6 +289,9 @@ def _render(identity: Identity, motion: Motion, size: int) -> dict[str, np.ndarr
         "frames": (image.view(frames, size, size, 3).numpy() * 255 + 0.5).astype(np.uint8),
         "depth": depth.view(frames, size, size).numpy().astype(np.float32),
         "head_mask": ((best_prim >= 0) & (best_prim <= HAIR)).view(frames, size, size).numpy(),
+        "face_mask": (((best_prim == 0) & (best_local[..., 2] < 0)) | (best_prim == NOSE))
+        .view(frames, size, size)
+        .numpy(),
         "landmarks": landmarks.astype(np.float32),
         "pose": pose.astype(np.float32),
     }
@@ -392,7 +395,8 @@ def write_dataset(
     Every clip ``NAME.mp4`` (or folder ``NAME/`` of PNGs) has ``NAME.npz`` beside it holding
     ``depth`` (F, S, S) float16 camera z (0 = background), ``landmarks`` (F, L, 2) pixels,
     ``pose`` (F, 7) = yaw, pitch, roll (degrees), tx, ty, tz, scale, ``intrinsics`` (3, 3) and
-    ``head_mask`` (F, S, S): the pixels of the head (skull, nose, ears, hair), not neck or shoulders.
+    ``head_mask`` (F, S, S): the pixels of the head (skull, nose, ears, hair), not neck or shoulders,
+    and ``face_mask`` (F, S, S): the face alone (the front half of the skull, and the nose).
     """
     from dagan.io.atomic import atomic_output, check_writable_directory
     from dagan.io.image import write_png
@@ -425,6 +429,7 @@ def write_dataset(
                     handle,
                     depth=clip["depth"].astype(np.float16),
                     head_mask=clip["head_mask"],
+                    face_mask=clip["face_mask"],
                     landmarks=clip["landmarks"],
                     pose=clip["pose"],
                     intrinsics=intrinsics(size),

@@ -17,6 +17,8 @@ class DepthAwareAttention(nn.Module):
         self.value_conv = nn.Conv2d(channels, channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.query_chunk = 1024
+        #: False computes the full softmax(QK^T) matrix as the original does: for comparisons only.
+        self.use_sdpa = True
 
     def forward(self, depth_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Return ``gamma * attended + features``; shapes are (B, C, H, W)."""
@@ -25,6 +27,9 @@ class DepthAwareAttention(nn.Module):
         key = F.relu(self.key_conv(features)).flatten(2).transpose(1, 2)
         value = F.relu(self.value_conv(features)).flatten(2).transpose(1, 2)
         query = query.expand(b, -1, -1)
+        if not self.use_sdpa:
+            weights = torch.softmax(query @ key.transpose(1, 2), dim=-1)
+            return self.gamma * (weights @ value).transpose(1, 2).reshape(b, c, h, w) + features
         # The original uses unscaled dot products: scale 1, not 1/sqrt(d). Rows of the softmax
         # are independent, so queries go in chunks: the same numbers, without ever holding the
         # whole (HW x HW) matrix (256 MB per frame at 64x64) when SDPA falls back to plain maths.

@@ -31,6 +31,14 @@ class Keypoints:
         return Keypoints(self.value.expand(batch, -1, -1), jac)
 
 
+def inverse_2x2(matrices: torch.Tensor) -> torch.Tensor:
+    """Inverse of (..., 2, 2) matrices in closed form (exportable to ONNX, unlike ``torch.inverse``)."""
+    a, b, c, d = matrices[..., 0, 0], matrices[..., 0, 1], matrices[..., 1, 0], matrices[..., 1, 1]
+    determinant = a * d - b * c
+    rows = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2)
+    return rows / determinant[..., None, None]
+
+
 def make_coordinate_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     """Grid of shape (H, W, 2) with x then y, each spanning [-1, 1] at pixel centres' ends."""
     x = torch.arange(width, device=like.device).to(like.dtype)

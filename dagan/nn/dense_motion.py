@@ -11,6 +11,7 @@ from dagan.nn.common import (
     AntiAliasDownsample,
     Hourglass,
     Keypoints,
+    inverse_2x2,
     kp2gaussian,
     make_coordinate_grid,
 )
@@ -50,7 +51,7 @@ class DenseMotionNetwork(nn.Module):
         identity = make_coordinate_grid(h, w, kp_source.value).view(1, 1, h, w, 2)
         coords = identity - kp_driving.value.view(b, k, 1, 1, 2)
         if kp_driving.jacobian is not None:
-            jacobian = torch.matmul(kp_source.jacobian, torch.inverse(kp_driving.jacobian))
+            jacobian = torch.matmul(kp_source.jacobian, inverse_2x2(kp_driving.jacobian))
             coords = torch.einsum("bkij,bkhwj->bkhwi", jacobian, coords)
         driving_to_source = coords + kp_source.value.view(b, k, 1, 1, 2)
         return torch.cat([identity.expand(b, 1, h, w, 2), driving_to_source], dim=1)

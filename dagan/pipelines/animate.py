@@ -1,14 +1,18 @@
 """Animation: a source portrait driven by a video, streamed and batched.
 
 The source's depth, keypoints and generator encodings are computed once; driving frames go
-through depth, keypoints and the generator ``batch_size`` at a time.
+through depth, keypoints and the generator ``batch_size`` at a time. By default the networks run
+fused (batch norms folded, sub-pixel up-convolutions) in channels-last layout: the same frames
+as the plain networks to float rounding, faster. See ``InferenceConfig`` for the opt-in modes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dagan.config import InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
 from dagan.io.image import read_image, resize_frame
@@ -25,8 +30,11 @@ from dagan.io.streaming import BackgroundConsumer, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
+from dagan.nn.fuse import fuse_for_inference
 from dagan.pipelines.distributed import select_device
 from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
+from dagan.pipelines.onnx_backend import OnnxNetworks, export_onnx, is_onnx_export
+from dagan.pipelines.precision import autocast, check_precision
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -58,37 +66,92 @@ class AnimatedFrame:
     driving_depth: np.ndarray
 
 
+def prepare_networks(
+    networks: AnimationNetworks, device: torch.device, inference: InferenceConfig
+) -> AnimationNetworks:
+    """Move the networks to ``device`` and apply the exact rewrites and opt-in modes of ``inference``."""
+    networks = networks.to(device)
+    nets = {"kp_detector": networks.kp_detector, "generator": networks.generator, "depth": networks.depth}
+    for name, net in nets.items():
+        if inference.fuse:
+            net = fuse_for_inference(net)
+        if inference.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        if inference.compile:
+            net.forward = torch.compile(net.forward, dynamic=False)
+        nets[name] = net
+    return AnimationNetworks(config=networks.config, **nets)
+
+
 class Animator:
     """Animate portraits with a loaded DaGAN model (the Python side of ``dagan animate``)."""
 
-    def __init__(self, networks: AnimationNetworks, device: str | torch.device = "auto", size: int = 256):
+    def __init__(
+        self,
+        networks: AnimationNetworks | OnnxNetworks,
+        device: str | torch.device = "auto",
+        size: int = 256,
+        inference: InferenceConfig | None = None,
+    ):
         self.device = select_device(device) if isinstance(device, str) else device
-        self.networks = networks.to(self.device)
+        self.inference = inference or InferenceConfig()
+        check_precision(self.inference.precision, self.device)
+        if isinstance(networks, OnnxNetworks):
+            if self.inference.precision != "fp32" or self.inference.compile:
+                raise DaganError("--backend onnxruntime runs fp32 graphs: drop --precision and --compile")
+            self.networks, self.size = networks, networks.size
+            self.inference = dataclasses.replace(self.inference, channels_last=False, backend="onnxruntime")
+            return
+        self.networks = prepare_networks(networks, self.device, self.inference)
         self.size = size
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: str | Path, depth_weights: str | Path | None = None, device: str = "auto"
+        cls,
+        checkpoint: str | Path,
+        depth_weights: str | Path | None = None,
+        device: str = "auto",
+        inference: InferenceConfig | None = None,
     ) -> Animator:
-        """Load weights (original ``.pth.tar`` or ``.safetensors``) without any architecture flags."""
-        return cls(load_animation_networks(checkpoint, depth_weights), device)
+        """Load weights (original ``.pth.tar`` or ``.safetensors``) without any architecture flags.
+
+        With the onnxruntime backend, ``checkpoint`` may also be an ``export-onnx`` folder; a torch
+        checkpoint is then exported to a temporary folder first.
+        """
+        inference = inference or InferenceConfig()
+        if inference.backend != "onnxruntime":
+            return cls(load_animation_networks(checkpoint, depth_weights), device, inference=inference)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
+        if is_onnx_export(checkpoint):
+            return cls(OnnxNetworks.load(checkpoint, providers), device, inference=inference)
+        with tempfile.TemporaryDirectory(prefix="dagan-onnx-") as tmp:
+            export_onnx(load_animation_networks(checkpoint, depth_weights), tmp)
+            return cls(OnnxNetworks.load(tmp, providers), device, inference=inference)
 
     def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
-        batch = np.stack(frames).transpose(0, 3, 1, 2)
-        return torch.from_numpy(batch).to(self.device)
+        batch = torch.from_numpy(np.stack(frames).transpose(0, 3, 1, 2)).to(self.device)
+        return batch.contiguous(memory_format=torch.channels_last) if self.inference.channels_last else batch
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return autocast(self.inference.precision, self.device)
 
     @torch.inference_mode()
     def depth_and_keypoints(self, images: torch.Tensor) -> tuple[torch.Tensor, Keypoints]:
         """Disparity and keypoints of a (B, 3, H, W) batch."""
-        depth = self.networks.depth(images)
-        return depth, self.networks.kp_detector(torch.cat([images, depth], dim=1))
+        with self._autocast():
+            depth = self.networks.depth(images)
+            keypoints = self.networks.kp_detector(torch.cat([images, depth], dim=1))
+        # Motion transfer inverts jacobians: it runs in float32 whatever the precision.
+        jacobian = None if keypoints.jacobian is None else keypoints.jacobian.float()
+        return depth, Keypoints(keypoints.value.float(), jacobian)
 
     @torch.inference_mode()
     def prepare_source(self, source_image: np.ndarray) -> PreparedSource:
         """Resize the source and compute its depth, keypoints and generator encoding once."""
         image = self._to_tensor([resize_frame(source_image, self.size)])
         depth, keypoints = self.depth_and_keypoints(image)
-        encoding = self.networks.generator.encode_source(image, depth)
+        with self._autocast():
+            encoding = self.networks.generator.encode_source(image, depth)
         return PreparedSource(image, depth, keypoints, encoding)
 
     @torch.inference_mode()
@@ -129,9 +192,10 @@ class Animator:
             images = self._to_tensor(batch)
             depth, kp_driving = self.depth_and_keypoints(images)
             kp = transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale)
-            out = self.networks.generator(
-                source.image, kp, source.keypoints, source.depth, depth, encoding=source.encoding
-            )
+            with self._autocast():
+                out = self.networks.generator(
+                    source.image, kp, source.keypoints, source.depth, depth, encoding=source.encoding
+                )
             predictions = out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
             depths = depth[:, 0].float().cpu().numpy()
             for i, frame in enumerate(batch):
@@ -197,6 +261,7 @@ def animate_files(
     side_by_side_output: bool = False,
     quiet: bool = False,
     animator: Animator | None = None,
+    inference: InferenceConfig | None = None,
 ) -> AnimateReport:
     """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out."""
     started = time.perf_counter()
@@ -212,7 +277,7 @@ def animate_files(
     if depth_path is not None:
         _check_mp4_target(depth_path, "--save-depth")
     if animator is None:
-        animator = Animator.from_checkpoint(checkpoint, depth_weights, device)
+        animator = Animator.from_checkpoint(checkpoint, depth_weights, device, inference)
     initial = _frame_at(info, best_frame) if best_frame is not None else None
     batch_size = default_batch_size(animator.device) if batch_size is None else batch_size
 

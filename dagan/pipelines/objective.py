@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dagan.config import LossWeights, TrainConfig, TransformConfig
-from dagan.nn.common import AntiAliasDownsample, Keypoints, make_coordinate_grid
+from dagan.nn.common import AntiAliasDownsample, Keypoints, inverse_2x2, make_coordinate_grid
 from dagan.nn.discriminator import MultiScaleDiscriminator
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.keypoint_detector import KeypointDetector
@@ -202,7 +202,7 @@ class GeneratorObjective(nn.Module):
                 losses["equivariance_value"] = w.equivariance_value * value
             if w.equivariance_jacobian != 0:
                 jacobian = torch.matmul(transform.jacobian(kp_transformed.value), kp_transformed.jacobian)
-                product = torch.matmul(torch.inverse(kp_driving.jacobian), jacobian)
+                product = torch.matmul(inverse_2x2(kp_driving.jacobian), jacobian)
                 eye = torch.eye(2, dtype=product.dtype, device=product.device).view(1, 1, 2, 2)
                 losses["equivariance_jacobian"] = w.equivariance_jacobian * (eye - product).abs().mean()
 

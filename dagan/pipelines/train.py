@@ -37,6 +37,7 @@ from dagan.pipelines.distributed import (
 )
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
+from dagan.pipelines.precision import autocast, check_precision
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 VGG19_HUB_FILE = "vgg19-dcbb9e9d.pth"
@@ -62,6 +63,8 @@ class TrainOptions:
     workers: int = 2
     cache_clips: int = 0
     device: str = "auto"
+    precision: str = "fp32"
+    compile: bool = False
     quiet: bool = False
 
 
@@ -123,13 +126,15 @@ def visual_grid(source: torch.Tensor, driving: torch.Tensor, generated: dict) ->
     n = min(source.shape[0], 4)
     for i in range(n):
         panels = [
-            draw_keypoints(_hwc(source, i), generated["kp_source"].value[i].detach().cpu().numpy()),
-            draw_keypoints(_hwc(driving, i), generated["kp_driving"].value[i].detach().cpu().numpy()),
+            draw_keypoints(_hwc(source, i), generated["kp_source"].value[i].detach().float().cpu().numpy()),
+            draw_keypoints(_hwc(driving, i), generated["kp_driving"].value[i].detach().float().cpu().numpy()),
             _hwc(generated["deformed"], i),
             _hwc(generated["prediction"], i),
         ]
         if "occlusion_map" in generated:
-            occlusion = torch.nn.functional.interpolate(generated["occlusion_map"][i : i + 1], size=source.shape[2:])
+            occlusion = torch.nn.functional.interpolate(
+                generated["occlusion_map"][i : i + 1].float(), size=source.shape[2:]
+            )
             panels.append(np.repeat(occlusion[0].detach().cpu().permute(1, 2, 0).numpy(), 3, axis=2))
         rows.append(np.concatenate(panels, axis=1))
     return np.concatenate(rows, axis=0).clip(0, 1)
@@ -156,10 +161,6 @@ class Trainer:
         self.kp_detector = KeypointDetector(model.kp_detector).to(self.device)
         self.generator = build_generator(model.generator).to(self.device)
         self.discriminator = MultiScaleDiscriminator(model.discriminator).to(self.device)
-        if options.depth_weights is None:
-            raise DaganError(
-                "dagan train needs --depth-weights DIR (encoder.pth + depth.pth, e.g. from dagan train-depth)"
-            )
         self.depth = load_depth_network(read_depth_weights(options.depth_weights)).to(self.device)
         train = self.config.train
         vgg = None
@@ -182,6 +183,15 @@ class Trainer:
             self.discriminator_step = nn.parallel.DistributedDataParallel(self.discriminator_objective, device_ids=ids)
         else:
             self.generator_step, self.discriminator_step = self.generator_objective, self.discriminator_objective
+        check_precision(options.precision, self.device)
+        if options.compile:
+            self.generator_step = torch.compile(self.generator_step)
+            self.discriminator_step = torch.compile(self.discriminator_step)
+        # Loss scaling keeps fp16 gradients from underflowing; bf16 and fp32 do not need it.
+        self.scalers = {
+            name: torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
+            for name in ("generator", "discriminator")
+        }
 
         betas = (0.5, 0.999)
         self.optimizer_generator = torch.optim.Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
@@ -226,6 +236,7 @@ class Trainer:
             "step": self.step,
             "step_in_epoch": self.step_in_epoch,
             **{f"scheduler_{k}": s.state_dict() for k, s in self.schedulers.items()},
+            **{f"grad_scaler_{k}": s.state_dict() for k, s in self.scalers.items()},
             "config": config_to_dict(self.config),
             "validation": self.validation,
         }
@@ -268,6 +279,9 @@ class Trainer:
             self.optimizer_discriminator.load_state_dict(state["optimizer_discriminator"])
             for name, scheduler in self.schedulers.items():
                 scheduler.load_state_dict(state[f"scheduler_{name}"])
+            for name, scaler in self.scalers.items():
+                if state.get(f"grad_scaler_{name}"):
+                    scaler.load_state_dict(state[f"grad_scaler_{name}"])
         except (KeyError, ValueError) as exc:
             raise DaganError(
                 f"--resume: the optimiser state in {path} does not fit this model ({first_line(exc)})"
@@ -329,20 +343,26 @@ class Trainer:
             self.device,
         )
         self.discriminator.requires_grad_(False)
-        losses, generated = self.generator_step(source, driving, transform)
-        loss = sum(losses.values())
-        loss.backward()
-        self.optimizer_generator.step()
+        scaler = self.scalers["generator"]
+        with autocast(self.options.precision, self.device):
+            losses, generated = self.generator_step(source, driving, transform)
+            loss = sum(losses.values())
+        scaler.scale(loss).backward()
+        scaler.step(self.optimizer_generator)
+        scaler.step(self.optimizer_kp_detector)
+        scaler.update()
         self.optimizer_generator.zero_grad(set_to_none=True)
-        self.optimizer_kp_detector.step()
         self.optimizer_kp_detector.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
         values = {k: float(v.detach()) for k, v in losses.items()}
         if self.config.train.loss_weights.generator_gan != 0:
+            scaler = self.scalers["discriminator"]
             self.optimizer_discriminator.zero_grad(set_to_none=True)
-            disc = self.discriminator_step(driving, generated)
-            sum(disc.values()).backward()
-            self.optimizer_discriminator.step()
+            with autocast(self.options.precision, self.device):
+                disc = self.discriminator_step(driving, generated)
+            scaler.scale(sum(disc.values())).backward()
+            scaler.step(self.optimizer_discriminator)
+            scaler.update()
             self.optimizer_discriminator.zero_grad(set_to_none=True)
             values.update({k: float(v.detach()) for k, v in disc.items()})
         if self.world > 1 and self.device.type != "cuda":

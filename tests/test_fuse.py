@@ -1,0 +1,126 @@
+"""Exact inference rewrites: folded batch norms, sub-pixel up-convolutions, channels-last, fused animation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dagan.config import InferenceConfig
+from dagan.io.image import read_image
+from dagan.io.video import read_video_frames
+from dagan.nn import KeypointDetector
+from dagan.nn.common import UpBlock2d
+from dagan.nn.face_depth import FaceDepthNetwork
+from dagan.nn.fuse import SubpixelUpConv, fuse_for_inference
+from dagan.nn.init import randomise_
+from dagan.pipelines.animate import Animator
+from dagan.pipelines.networks import build_generator
+
+from .conftest import tiny_model_config
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(2, 6, 5, 7), (1, 3, 1, 1), (1, 4, 8, 8)])
+def test_subpixel_conv_equals_nearest_upsampling_then_conv(bias, shape):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(shape[1], 5, 3, padding=1, bias=bias).double()
+    x = torch.randn(*shape, dtype=torch.float64)
+    expected = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+    got = SubpixelUpConv(conv)(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-12, rtol=0)
+
+
+def test_subpixel_conv_needs_fewer_multiply_adds():
+    conv = nn.Conv2d(16, 8, 3, padding=1)
+    h = w = 64
+    plain = conv.weight.numel() * (2 * h) * (2 * w)  # 3x3 over the upsampled map
+    subpixel = SubpixelUpConv(conv).weight.numel() * (h + 1) * (w + 1)
+    assert plain / subpixel > 2.15  # 2.25x, less the one-pixel border
+
+
+def test_subpixel_conv_rejects_other_convolutions():
+    with pytest.raises(ValueError, match="3x3"):
+        SubpixelUpConv(nn.Conv2d(4, 4, 5, padding=2))
+
+
+def _randomised(net: nn.Module, seed: int) -> nn.Module:
+    return randomise_(net, torch.Generator().manual_seed(seed)).eval()
+
+
+def _batch_norms(net: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+
+
+def test_fused_keypoint_detector_matches_and_has_no_foldable_batch_norm():
+    config = tiny_model_config().kp_detector
+    net = _randomised(KeypointDetector(config), 1)
+    fused = fuse_for_inference(net)
+    x = torch.rand(2, 4, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), fused(x)
+    assert _batch_norms(net) > 0 and _batch_norms(fused) == 0
+    assert not any(isinstance(m, UpBlock2d) for m in fused.modules())
+    assert torch.allclose(a.value, b.value, atol=1e-5)
+    assert torch.allclose(a.jacobian, b.jacobian, atol=1e-5)
+    assert _batch_norms(net) > 0  # the original is left as it was
+
+
+def test_fused_depth_network_matches():
+    net = _randomised(FaceDepthNetwork(tiny_model_config().depth), 3)
+    fused = fuse_for_inference(net)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = net(x), fused(x)
+    assert _batch_norms(fused) == 0
+    assert (a - b).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("variant", ["depth_aware", "spade"])
+def test_fused_generator_matches(variant):
+    config = tiny_model_config(variant)
+    generator = _randomised(build_generator(config.generator), 4)
+    kp = _randomised(KeypointDetector(config.kp_detector), 5)
+    fused = fuse_for_inference(generator)
+    torch.manual_seed(0)
+    source, depth = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64)
+    driving = torch.rand(2, 4, 64, 64)
+    with torch.no_grad():
+        kp_source, kp_driving = kp(torch.cat([source, depth], 1)), kp(driving)
+        a = generator(source, kp_driving, kp_source, depth)["prediction"]
+        b = fused(source, kp_driving, kp_source, depth)["prediction"]
+    remaining = 1 if variant == "depth_aware" else 0  # each residual block's first norm follows a sum
+    assert _batch_norms(fused) == remaining * config.generator.num_bottleneck_blocks
+    assert (a - b).abs().max() < 1e-5
+    assert (a[0] - a[1]).abs().max() > 1e-3  # the outputs depend on the driving keypoints
+
+
+def test_default_animation_equals_the_plain_networks(tiny_files):
+    plain = Animator.from_checkpoint(
+        tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(fuse=False, channels_last=False)
+    )
+    fast = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
+    assert fast.inference.fuse and fast.inference.channels_last
+    source = read_image(tiny_files["source"])
+    frames, _ = read_video_frames(tiny_files["driving"])
+    a = np.stack([f.prediction for f in plain.animate(source, frames, batch_size=2)])
+    b = np.stack([f.prediction for f in fast.animate(source, frames, batch_size=3)])
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_bf16_runs_and_stays_close(tiny_files):
+    exact = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
+    bf16 = Animator.from_checkpoint(
+        tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(precision="bf16")
+    )
+    source = read_image(tiny_files["source"])
+    frames, _ = read_video_frames(tiny_files["driving"])
+    a = np.stack([f.prediction for f in exact.animate(source, frames[:2])])
+    b = np.stack([f.prediction for f in bf16.animate(source, frames[:2])])
+    assert b.dtype == np.float32 and np.isfinite(b).all()
+    difference = np.abs(a - b).max()
+    assert 0 < difference < 0.2  # bf16 really ran (not bit-equal), and is still the same picture
