@@ -3,7 +3,10 @@
 Run: python benchmarks/train.py [--steps 3]
 Configurations: the full vox-adv-256 model at batch 2 (random VGG19 weights stand in for the
 ImageNet ones, which cannot be downloaded here; the cost is the same) and configs/tiny-64.yaml at
-batch 8. Each runs in its own process so peak RSS is its own. Prints a table.
+batch 8, each with the depth-aware attention in its three modes (see ``dagan.nn.attention``):
+"auto" (the default: query chunks, SDPA on GPU, plain matmuls on CPU), "sdpa" (query chunks
+through SDPA) and "matrix" (the whole HW x HW matrix, as the original). Each runs in its own
+process so peak RSS is its own. Prints a table.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def worker(args: argparse.Namespace) -> None:
         quiet=True,
     )
     trainer = Trainer(options, config)
+    trainer.generator.AttnModule.mode = args.attention
     trainer.generator_objective.train()
     batch = next(iter(trainer._loader()))
     times = []
@@ -80,6 +84,7 @@ def main() -> None:
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--config", default="tiny", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
+    parser.add_argument("--attention", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -87,18 +92,22 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, {args.steps} steps (first is warm-up)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="dagan-train-bench-") as tmp:
-        for name, batch in (("full", 2), ("tiny", 8)):
+        runs = [
+            (name, batch, mode) for name, batch in (("full", 2), ("tiny", 8)) for mode in ("auto", "sdpa", "matrix")
+        ]
+        for name, batch, attention in runs:
             out = subprocess.run(
                 [sys.executable, __file__, "--worker", "--root", tmp, "--config", name, "--batch", str(batch),
-                 "--steps", str(args.steps)],
+                 "--steps", str(args.steps), "--attention", attention],
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             r = json.loads(out.stdout.strip().splitlines()[-1])
             label = "vox-adv-256 (256x256), batch 2" if name == "full" else "tiny-64 (64x64), batch 8"
+            label += f", {attention} attention"
             rows.append((label, f"{1 / r['seconds_per_step']:.3f} steps/s", f"{r['seconds_per_step']:.2f} s/step",
                          f"{r['peak_rss_mb']:.0f} MB peak RSS"))  # fmt: skip
     for row in rows:
-        print("  ".join(f"{cell:<32}" if i == 0 else f"{cell:>18}" for i, cell in enumerate(row)))
+        print("  ".join(f"{cell:<48}" if i == 0 else f"{cell:>18}" for i, cell in enumerate(row)))
 
 
 if __name__ == "__main__":

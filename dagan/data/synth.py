@@ -89,18 +89,20 @@ class Motion:
     eyes: np.ndarray  # 0 shut .. 1 open
 
 
-def _smooth(rng: np.random.Generator, frames: int, amplitude: float, fps: float = 25.0) -> np.ndarray:
-    """Sum of a few slow sinusoids, within [-amplitude, amplitude]."""
+def _smooth(
+    rng: np.random.Generator, frames: int, amplitude: float, hertz: tuple[float, float] = (0.1, 0.6), fps: float = 25.0
+) -> np.ndarray:
+    """Sum of a few sinusoids with frequencies in ``hertz``, within [-amplitude, amplitude]."""
     t = np.arange(frames) / fps
     out = np.zeros(frames)
     weights = rng.dirichlet(np.ones(3))
     for w in weights:
-        out += w * np.sin(2 * math.pi * rng.uniform(0.1, 0.6) * t + rng.uniform(0, 2 * math.pi))
+        out += w * np.sin(2 * math.pi * rng.uniform(*hertz) * t + rng.uniform(0, 2 * math.pi))
     return amplitude * out
 
 
 def random_motion(rng: np.random.Generator, frames: int) -> Motion:
-    """Yaw within +-30, pitch +-15, roll +-10 degrees, with translation, scale, talking and blinking."""
+    """Yaw within +-30, pitch +-15, roll +-10 degrees, translation with camera shake, scale, talking, blinking."""
     mouth = np.clip(0.5 + 0.5 * np.sin(2 * math.pi * rng.uniform(1.0, 3.0) * np.arange(frames) / 25.0
                                         + rng.uniform(0, 6.3)) * rng.uniform(0.6, 1.0), 0, 1)  # fmt: skip
     eyes = np.ones(frames)
@@ -109,6 +111,10 @@ def random_motion(rng: np.random.Generator, frames: int) -> Motion:
             if start + k < frames:
                 eyes[start + k] = v
     translation = np.stack([_smooth(rng, frames, 0.15), _smooth(rng, frames, 0.1), _smooth(rng, frames, 0.3)], axis=1)
+    # A hand-held camera: quicker, smaller shifts of the whole scene. Translation between nearby
+    # frames is what makes depth observable; rotation alone leaves it ambiguous (docs/depth.md).
+    shake = (0.12, 0.08, 0.15)
+    translation += np.stack([_smooth(rng, frames, a, hertz=(0.8, 2.0)) for a in shake], axis=1)
     return Motion(
         yaw=_smooth(rng, frames, 30.0),
         pitch=_smooth(rng, frames, 15.0),
