@@ -41,18 +41,36 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _original_anti_alias(self, x: torch.Tensor) -> torch.Tensor:
+    """The original's AntiAliasInterpolation2d: blur every pixel, then keep every stride-th."""
+    out = torch.nn.functional.pad(x, (self.pad_before, self.pad_after, self.pad_before, self.pad_after))
+    out = torch.nn.functional.conv2d(out, self.weight, groups=self.groups)
+    return out[:, :, :: self.stride, :: self.stride]
+
+
 def _plain_per_frame(root: Path, source: np.ndarray, frames: list[np.ndarray], device: str) -> tuple[list, float]:
-    """The original demo's loop: one frame at a time, nothing cached but the source keypoints and depth."""
+    """The original demo's loop: one frame at a time, nothing cached but the source keypoints and depth.
+
+    Computed the way the original computes: unfused NCHW networks, the whole attention matrix,
+    the source re-encoded for every frame, disparity decoded at all four scales (scale 0 used)
+    and anti-aliased downsampling that blurs every pixel before subsampling.
+    """
     from dagan.config import InferenceConfig
     from dagan.io.image import resize_frame
     from dagan.motion import movement_scale, transfer_motion
+    from dagan.nn.common import AntiAliasDownsample
     from dagan.pipelines.animate import Animator
+
+    AntiAliasDownsample.forward = _original_anti_alias
 
     animator = Animator.from_checkpoint(
         root / "model.pth.tar", root / "depth", device, InferenceConfig(fuse=False, channels_last=False)
     )
     animator.networks.generator.AttnModule.mode = "matrix"
     nets = animator.networks
+
+    def depth_of(image: torch.Tensor) -> torch.Tensor:
+        return nets.depth(image, all_scales=True)[0]
 
     def tensor(image: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(resize_frame(image, 256).transpose(2, 0, 1)[None].copy()).to(animator.device)
@@ -61,12 +79,12 @@ def _plain_per_frame(root: Path, source: np.ndarray, frames: list[np.ndarray], d
     start = time.perf_counter()
     with torch.no_grad():
         source_t = tensor(source)
-        source_depth = nets.depth(source_t)
+        source_depth = depth_of(source_t)
         kp_source = nets.kp_detector(torch.cat([source_t, source_depth], 1))
         kp_initial = None
         for frame in frames:
             driving = tensor(frame)
-            depth = nets.depth(driving)
+            depth = depth_of(driving)
             kp_driving = nets.kp_detector(torch.cat([driving, depth], 1))
             if kp_initial is None:
                 kp_initial, scale = kp_driving, movement_scale(kp_source, kp_driving)

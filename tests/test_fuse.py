@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from dagan.io.video import read_video_frames
 from dagan.nn import KeypointDetector
 from dagan.nn.common import UpBlock2d
 from dagan.nn.face_depth import FaceDepthNetwork
-from dagan.nn.fuse import SubpixelUpConv, fuse_for_inference
+from dagan.nn.fuse import SubpixelUpConv, WinogradConv3x3, fuse_for_inference
 from dagan.nn.init import randomise_
 from dagan.pipelines.animate import Animator
 from dagan.pipelines.networks import build_generator
@@ -98,18 +100,24 @@ def test_fused_generator_matches(variant):
     assert (a[0] - a[1]).abs().max() > 1e-3  # the outputs depend on the driving keypoints
 
 
-def test_default_animation_equals_the_plain_networks(tiny_files):
+@pytest.mark.parametrize(
+    "inference",
+    [InferenceConfig(), InferenceConfig(channels_last=False), InferenceConfig(fuse=False)],
+    ids=["default", "fused", "channels-last"],
+)
+def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
     plain = Animator.from_checkpoint(
         tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(fuse=False, channels_last=False)
     )
-    fast = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
-    assert fast.inference.fuse and fast.inference.channels_last
+    plain.networks.generator.AttnModule.mode = "matrix"
+    fast = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu", inference)
     source = read_image(tiny_files["source"])
     frames, _ = read_video_frames(tiny_files["driving"])
-    a = np.stack([f.prediction for f in plain.animate(source, frames, batch_size=2)])
+    a = np.stack([f.prediction for f in plain.animate(source, frames, batch_size=1)])
     b = np.stack([f.prediction for f in fast.animate(source, frames, batch_size=3)])
     assert a.shape == b.shape
     assert np.abs(a - b).max() < 1e-4
+    assert np.abs(a[0] - a[-1]).max() > 1e-3
 
 
 def test_bf16_runs_and_stays_close(tiny_files):
@@ -124,3 +132,42 @@ def test_bf16_runs_and_stays_close(tiny_files):
     assert b.dtype == np.float32 and np.isfinite(b).all()
     difference = np.abs(a - b).max()
     assert 0 < difference < 0.2  # bf16 really ran (not bit-equal), and is still the same picture
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 12, 8), (1, 8, 13, 9), (1, 4, 1, 2), (3, 32, 64, 64)])
+def test_winograd_conv_equals_direct_convolution(shape):
+    torch.manual_seed(1)
+    conv = nn.Conv2d(shape[1], 24, 3, padding=1)
+    x = torch.randn(*shape)
+    expected = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    got = WinogradConv3x3(conv)(x)
+    assert got.shape == expected.shape
+    assert (got.double() - expected).abs().max() < 1e-5 * expected.abs().max()
+    channels_last = WinogradConv3x3(conv)(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(channels_last, got, atol=1e-6)
+
+
+def test_winograd_conv_needs_fewer_multiply_adds():
+    conv = WinogradConv3x3(nn.Conv2d(256, 256, 3, padding=1))
+    direct = 256 * 256 * 9 * 64 * 64
+    winograd = conv.kernels.numel() * (64 // 4) * (64 // 4)  # 36 products per channel pair and 4x4 tile
+    assert direct / winograd == 4
+
+
+def test_winograd_rejects_other_convolutions():
+    with pytest.raises(ValueError, match="3x3"):
+        WinogradConv3x3(nn.Conv2d(4, 4, 3, padding=1, stride=2))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on CPU needs a C compiler")
+def test_compiled_animation_gives_the_same_frames(tiny_files):
+    exact = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
+    compiled = Animator.from_checkpoint(
+        tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(compile=True)
+    )
+    source = read_image(tiny_files["source"])
+    frames, _ = read_video_frames(tiny_files["driving"])
+    a = np.stack([f.prediction for f in exact.animate(source, frames[:3])])
+    b = np.stack([f.prediction for f in compiled.animate(source, frames[:3])])
+    assert np.abs(a - b).max() < 1e-4

@@ -426,11 +426,19 @@ def has_ground_truth(data: str | Path, split: str = "test") -> bool:
     return folder.is_dir() and any(c.with_suffix(".npz").is_file() for c in list_clips(folder))
 
 
+def _evaluation_masks(truth_file: np.lib.npyio.NpzFile, depth: np.ndarray) -> np.ndarray:
+    """The face pixels of each frame; older ``dagan synth`` data has only the head, or only depth."""
+    for key in ("face_mask", "head_mask"):
+        if key in truth_file.files:
+            return truth_file[key]
+    return depth > 0
+
+
 @torch.no_grad()
 def evaluate_depth(
     network: FaceDepthNetwork, data: str | Path, split: str = "test", frames_per_clip: int = 8, size: int | None = None
 ) -> dict[str, dict[str, float]]:
-    """Depth errors on a ``dagan synth`` split (head pixels, per-image median scaling), with baselines.
+    """Depth errors on a ``dagan synth`` split (face pixels, per-image median scaling), with baselines.
 
     Returns {"model": ..., "constant": ..., "untrained": ...}, each mapping metric to its mean.
     """
@@ -446,7 +454,7 @@ def evaluate_depth(
     for clip in clips:
         with np.load(clip.with_suffix(".npz")) as truth_file:
             gt_depth = truth_file["depth"].astype(np.float32)
-            masks = truth_file["head_mask"] if "head_mask" in truth_file.files else gt_depth > 0
+            masks = _evaluation_masks(truth_file, gt_depth)
         frames = list(iter_frames(probe_video(clip)))
         picks = np.linspace(0, len(frames) - 1, min(frames_per_clip, len(frames))).round().astype(int)
         batch = torch.from_numpy(np.stack([resize_frame(frames[i], size) for i in picks]).transpose(0, 3, 1, 2)).to(

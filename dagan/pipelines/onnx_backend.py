@@ -101,9 +101,10 @@ def export_onnx(networks: AnimationNetworks, out: str | Path, size: int = 256) -
         raise DaganError("dagan export-onnx needs the onnx package: pip install 'dagan[onnx]'") from exc
     out = Path(out)
     check_writable_directory(out)
-    depth = fuse_for_inference(networks.depth).cpu()
-    detector = fuse_for_inference(networks.kp_detector).cpu()
-    generator = fuse_for_inference(networks.generator).cpu()
+    # Winograd convolutions use strided views that ONNX cannot express; onnxruntime has its own.
+    depth = fuse_for_inference(networks.depth, winograd=False).cpu()
+    detector = fuse_for_inference(networks.kp_detector, winograd=False).cpu()
+    generator = fuse_for_inference(networks.generator, winograd=False).cpu()
     image = torch.rand(2, 3, size, size)
     disparity = depth(image)
     image_and_depth = torch.cat([image, disparity], 1)
