@@ -16,7 +16,7 @@ from dagan.io.video import read_video_frames
 from dagan.nn import KeypointDetector
 from dagan.nn.common import UpBlock2d
 from dagan.nn.face_depth import FaceDepthNetwork
-from dagan.nn.fuse import SubpixelUpConv, WinogradConv3x3, fuse_for_inference
+from dagan.nn.fuse import SmallMapConv, SubpixelUpConv, WinogradConv3x3, fuse_for_inference
 from dagan.nn.init import randomise_
 from dagan.pipelines.animate import Animator
 from dagan.pipelines.networks import build_generator
@@ -171,3 +171,19 @@ def test_compiled_animation_gives_the_same_frames(tiny_files):
     a = np.stack([f.prediction for f in exact.animate(source, frames[:3])])
     b = np.stack([f.prediction for f in compiled.animate(source, frames[:3])])
     assert np.abs(a - b).max() < 1e-4
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 8, 9, 16])
+def test_small_map_conv_equals_the_convolution(size):
+    torch.manual_seed(2)
+    conv = nn.Conv2d(12, 7, 3, padding=1)
+    x = torch.randn(2, 12, size, size)
+    expected = F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    got = SmallMapConv(conv, max_pixels=64)(x)  # a GEMM up to 8x8, the convolution above
+    assert got.shape == expected.shape
+    assert (got.double() - expected).abs().max() < 1e-5
+
+
+def test_small_map_conv_rejects_strided_convolutions():
+    with pytest.raises(ValueError, match="stride-1"):
+        SmallMapConv(nn.Conv2d(4, 4, 3, padding=1, stride=2))

@@ -8,6 +8,8 @@
   per input channel, output channel and low-resolution pixel, 2.25x fewer;
 - the 3x3 convolutions of residual blocks run as Winograd F(4x4, 3x3) convolutions
   (``WinogradConv3x3``): 4x fewer multiply-adds, one batched matrix product;
+- the convolutions of hourglass blocks run as one matrix product on maps of 8x8 and smaller
+  (``SmallMapConv``), where the convolution library spends its time re-laying-out the weights;
 - spectral normalisation is baked into plain weights.
 
 The copy has different state-dict keys, so it is for running, never for saving or training.
@@ -30,6 +32,34 @@ from dagan.nn.common import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 _COLLAPSE = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
 
 
+class SmallMapConv(nn.Module):
+    """A convolution that runs as unfold + one matrix product on maps of at most ``max_pixels``.
+
+    On the 2x2 to 8x8 maps at the bottom of an hourglass (up to 2048 channels), oneDNN re-lays
+    out the weights on every call and takes 3-6x longer than reading them once in a GEMM.
+    """
+
+    def __init__(self, conv: nn.Conv2d, max_pixels: int = 64):
+        super().__init__()
+        plain = conv.stride == (1, 1) and conv.groups == 1 and conv.dilation == (1, 1)
+        if not plain or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise ValueError("SmallMapConv needs a stride-1, ungrouped, undilated, zero-padded convolution")
+        self.conv = conv
+        self.max_pixels = max_pixels
+        self.register_buffer("matrix", conv.weight.detach().reshape(conv.out_channels, -1).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the convolution."""
+        b, _, h, w = x.shape
+        if h * w > self.max_pixels:
+            return self.conv(x)
+        columns = F.unfold(x, self.conv.kernel_size, padding=self.conv.padding)  # (B, C_in k k, H W)
+        out = self.matrix.to(columns.dtype) @ columns
+        if self.conv.bias is not None:
+            out = out + self.conv.bias.to(out.dtype)[:, None]
+        return out.view(b, -1, h, w)
+
+
 class SubpixelUpConv(nn.Module):
     """``conv(F.interpolate(x, scale_factor=2))`` for a 3x3, padding-1 ``conv``, without upsampling.
 
@@ -41,7 +71,7 @@ class SubpixelUpConv(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, min_pixels: int = 256):
         super().__init__()
-        self.conv = conv
+        self.conv = SmallMapConv(conv)
         self.min_pixels = min_pixels
         if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
             raise ValueError("SubpixelUpConv needs a 3x3 convolution with padding 1, stride 1 and one group")
@@ -186,7 +216,7 @@ def _replacement(module: nn.Module, winograd: bool) -> nn.Module | None:
     if isinstance(module, UpBlock2d):
         return nn.Sequential(SubpixelUpConv(fuse_conv_bn_eval(module.conv, module.norm)), nn.ReLU())
     if isinstance(module, DownBlock2d):
-        return ConvReLU(fuse_conv_bn_eval(module.conv, module.norm), pool=True)
+        return ConvReLU(SmallMapConv(fuse_conv_bn_eval(module.conv, module.norm)), pool=True)
     if isinstance(module, SameBlock2d):
         return ConvReLU(fuse_conv_bn_eval(module.conv, module.norm))
     if isinstance(module, ResBlock2d):
