@@ -157,10 +157,9 @@ class WinogradConv3x3(nn.Module):
         columns = rows.as_strided((6, b, tiles_h, tiles_w, 6, c), (s[0], s[1], s[2], 4 * s[3], s[3], s[4]))
         tiles = torch.tensordot(bt.to(columns.dtype), columns, dims=([1], [4]))  # (6 columns, 6 rows, B, th, tw, C)
         products = torch.bmm(tiles.reshape(36, -1, c), self.kernels).view(6, 6, -1, self.kernels.shape[2])
-        out = torch.tensordot(self.output_transform.to(products.dtype), products, dims=([1], [0]))
-        out = torch.tensordot(
-            self.output_transform.to(out.dtype), out, dims=([1], [1])
-        )  # (4 rows, 4 columns, P, C_out)
+        at = self.output_transform.to(products.dtype)
+        out = torch.tensordot(at, products, dims=([1], [0]))  # (4 columns, 6 rows, P, C_out)
+        out = torch.tensordot(at, out, dims=([1], [1]))  # (4 rows, 4 columns, P, C_out)
         out = out.view(4, 4, b, tiles_h, tiles_w, -1).permute(2, 3, 0, 4, 1, 5).reshape(b, 4 * tiles_h, 4 * tiles_w, -1)
         return (out[:, :h, :w] + self.bias).permute(0, 3, 1, 2)
 
