@@ -27,6 +27,23 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def _intrinsics(text: str) -> tuple[float, float, float, float]:
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise argparse.ArgumentTypeError(f"needs four numbers FX,FY,CX,CY, got {text!r}")
+    values = tuple(float(part) for part in parts)
+    if not (values[0] > 0 and values[1] > 0):
+        raise argparse.ArgumentTypeError(f"focal lengths must be above 0, got {text!r}")
+    return values
+
+
 def _even_size(text: str) -> int:
     value = int(text)
     if value < 16 or value % 2:
@@ -194,6 +211,8 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
             stride=args.stride,
             seed=args.seed,
             workers=args.workers,
+            learning_rate=args.learning_rate,
+            intrinsics=args.intrinsics,
             device=args.device,
             quiet=args.quiet,
         )
@@ -229,6 +248,15 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N")
     p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
+    p.add_argument("--learning-rate", type=_positive_float, default=1e-4, metavar="LR")
+    p.add_argument(
+        "--intrinsics",
+        type=_intrinsics,
+        default=None,
+        metavar="FX,FY,CX,CY",
+        help="known camera as fractions of the image width/height (dagan synth: 0.95,0.95,0.5,0.5); "
+        "by default the pose network learns it",
+    )
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -114,6 +114,28 @@ def test_trainer_writes_original_format_that_loads_strictly_and_animates(depth_d
     assert main(argv) == 0 and len(list(frames.glob("*.png"))) == 10
 
 
+def test_known_intrinsics_replace_the_learnt_camera(depth_data, tmp_path):
+    from dagan.data.dataset import FrameTripletDataset
+    from dagan.pipelines.depth_train import DepthTrainer, camera_matrix
+
+    frames = FrameTripletDataset(depth_data, "train", 64, stride=2, augment=False, seed=1)[0]["frames"].unsqueeze(0)
+    known = (0.9, 0.8, 0.45, 0.55)
+    trainer = DepthTrainer(DepthTrainOptions(data=depth_data, out=tmp_path / "k", size=64, workers=0, quiet=True,
+                                             intrinsics=known))  # fmt: skip
+    loss, info = trainer.losses(frames)
+    expected = torch.tensor([[57.6, 0.0, 28.8], [0.0, 51.2, 35.2], [0.0, 0.0, 1.0]])
+    assert torch.allclose(info["intrinsics"][0], expected)
+    assert torch.equal(camera_matrix(known, 64, 64, frames)[0], info["intrinsics"][0])
+    loss.backward()
+    assert trainer.pose.decoder.intrinsics.weight.grad is None  # the learnt camera plays no part
+    assert float(trainer.pose.decoder.motion.weight.grad.abs().sum()) > 0
+    learnt = DepthTrainer(DepthTrainOptions(data=depth_data, out=tmp_path / "l", size=64, workers=0, quiet=True))
+    assert not torch.allclose(learnt.losses(frames)[1]["intrinsics"][0], expected)
+    with pytest.raises(SystemExit) as bad_flag:
+        main(["train-depth", "--data", str(depth_data), "--out", str(tmp_path / "c"), "--intrinsics", "1,2"])
+    assert bad_flag.value.code == 2
+
+
 @pytest.mark.slow
 def test_short_run_lowers_the_photometric_loss_on_a_fixed_batch(depth_data, tmp_path):
     from dagan.data.dataset import FrameTripletDataset

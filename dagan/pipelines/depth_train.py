@@ -89,6 +89,15 @@ def pixel_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)])
 
 
+def camera_matrix(
+    fractions: tuple[float, float, float, float], height: int, width: int, like: torch.Tensor
+) -> torch.Tensor:
+    """(1, 3, 3) pinhole matrix in pixels from fx, fy, cx, cy given as fractions of the image size."""
+    fx, fy, cx, cy = fractions
+    k = [[fx * width, 0.0, cx * width], [0.0, fy * height, cy * height], [0.0, 0.0, 1.0]]
+    return torch.tensor(k, dtype=like.dtype, device=like.device).unsqueeze(0)
+
+
 def backproject(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
     """Camera-space points (B, 3, H*W) of each pixel of a (B, 1, H, W) depth map."""
     b, _, h, w = depth.shape
@@ -178,6 +187,8 @@ class DepthTrainOptions:
     log_every: int = 10
     visualize_every: int = 200
     automask: bool = True
+    #: Known camera (fx, fy, cx, cy as fractions of the image width/height); None learns it.
+    intrinsics: tuple[float, float, float, float] | None = None
     device: str = "auto"
     quiet: bool = False
 
@@ -289,7 +300,10 @@ class DepthTrainer:
         disparities = self.depth_step(target, all_scales=True)
         motion_previous = self.pose_step(previous, target)
         motion_next = self.pose_step(target, following)
-        intrinsics = (motion_previous["intrinsics"] + motion_next["intrinsics"]) / 2
+        if self.options.intrinsics is None:
+            intrinsics = (motion_previous["intrinsics"] + motion_next["intrinsics"]) / 2
+        else:
+            intrinsics = camera_matrix(self.options.intrinsics, h, w, target).expand(target.shape[0], 3, 3)
         # Transforms from the target camera into each neighbour's.
         to_previous = pose_matrix(motion_previous["axisangle"], motion_previous["translation"], invert=True)
         to_next = pose_matrix(motion_next["axisangle"], motion_next["translation"])
