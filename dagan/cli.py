@@ -65,7 +65,9 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     from dagan.config import InferenceConfig
     from dagan.pipelines.animate import animate_files
 
-    inference = InferenceConfig(precision=args.precision, compile=args.compile, backend=args.backend)
+    inference = InferenceConfig(
+        precision=args.precision, compile=args.compile, backend=args.backend, cpu_workers=args.cpu_workers
+    )
     report = animate_files(
         args.source,
         args.driving,
@@ -367,6 +369,13 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         choices=("torch", "onnxruntime"),
         default="torch",
         help="run the networks in torch (default) or in onnxruntime (a torch checkpoint is exported first)",
+    )
+    p.add_argument(
+        "--cpu-workers",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="on CPU, batches computed at once, each on its share of the cores (default 0: one per core)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_animate)

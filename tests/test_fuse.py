@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dagan.config import InferenceConfig
+from dagan.errors import DaganError
 from dagan.io.image import read_image
 from dagan.io.video import read_video_frames
 from dagan.nn import KeypointDetector
@@ -102,10 +103,16 @@ def test_fused_generator_matches(variant):
 
 @pytest.mark.parametrize(
     "inference",
-    [InferenceConfig(), InferenceConfig(channels_last=False), InferenceConfig(fuse=False)],
-    ids=["default", "fused", "channels-last"],
+    [
+        InferenceConfig(),
+        InferenceConfig(channels_last=False, cpu_workers=1),
+        InferenceConfig(fuse=False, cpu_workers=1),
+        InferenceConfig(fuse=False, channels_last=False, cpu_workers=3),
+    ],
+    ids=["default", "fused", "channels-last", "three-workers"],
 )
 def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
+    threads = torch.get_num_threads()
     plain = Animator.from_checkpoint(
         tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(fuse=False, channels_last=False)
     )
@@ -118,6 +125,16 @@ def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
     assert a.shape == b.shape
     assert np.abs(a - b).max() < 1e-4
     assert np.abs(a[0] - a[-1]).max() > 1e-3
+    assert torch.get_num_threads() == threads  # the workers' share of the cores is given back
+
+
+def test_cpu_workers_default_to_one_per_core_and_only_on_cpu(tiny_files):
+    animator = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
+    assert animator.cpu_workers() == torch.get_num_threads()
+    compiled = InferenceConfig(compile=True)
+    assert Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu", compiled).cpu_workers() == 1
+    with pytest.raises(DaganError, match="cpu_workers"):
+        Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(cpu_workers=-1))
 
 
 def test_bf16_runs_and_stays_close(tiny_files):

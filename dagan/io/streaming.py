@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -99,3 +101,22 @@ class BackgroundConsumer:
                 break
         self._items.put(_DONE)
         self._thread.join()
+
+
+def ordered_map(function: Callable[[T], Any], items: Iterable[T], workers: int) -> Iterator[Any]:
+    """``map(function, items)`` on ``workers`` threads, yielding in input order, a few items ahead."""
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    pending: collections.deque[concurrent.futures.Future] = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dagan-worker") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(function, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

@@ -26,7 +26,7 @@ from dagan.config import InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
 from dagan.io.image import read_image, resize_frame
-from dagan.io.streaming import BackgroundConsumer, prefetch
+from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
@@ -99,6 +99,8 @@ class Animator:
         self.device = select_device(device) if isinstance(device, str) else device
         self.inference = inference or InferenceConfig()
         check_precision(self.inference.precision, self.device)
+        if self.inference.cpu_workers < 0:
+            raise DaganError(f"cpu_workers must be 0 (one per core) or more, got {self.inference.cpu_workers}")
         if isinstance(networks, OnnxNetworks):
             if self.inference.precision != "fp32" or self.inference.compile:
                 raise DaganError("--backend onnxruntime runs fp32 graphs: drop --precision and --compile")
@@ -190,20 +192,38 @@ class Animator:
         _, kp_initial = self.depth_and_keypoints(self._to_tensor([initial]))
         scale = movement_scale(source.keypoints, kp_initial) if relative and adapt_scale else 1.0
 
-        index = 0
-        while batch := list(itertools.islice(frames, batch_size)):
-            images = self._to_tensor(batch)
-            depth, kp_driving = self.depth_and_keypoints(images)
-            kp = transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale)
-            with self._autocast():
-                out = self.networks.generator(
-                    source.image, kp, source.keypoints, source.depth, depth, encoding=source.encoding
-                )
-            predictions = out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
-            depths = depth[:, 0].float().cpu().numpy()
-            for i, frame in enumerate(batch):
-                yield AnimatedFrame(index, predictions[i], frame, depths[i])
-                index += 1
+        def animate_batch(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            # Runs on worker threads: inference mode and autocast are per thread.
+            with torch.inference_mode():
+                images = self._to_tensor(batch)
+                depth, kp_driving = self.depth_and_keypoints(images)
+                kp = transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale)
+                with self._autocast():
+                    out = self.networks.generator(
+                        source.image, kp, source.keypoints, source.depth, depth, encoding=source.encoding
+                    )
+                predictions = out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
+                depths = depth[:, 0].float().cpu().numpy()
+            return list(zip(predictions, batch, depths, strict=True))
+
+        batches = iter(lambda: list(itertools.islice(frames, batch_size)), [])
+        workers = self.cpu_workers()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, threads // workers))
+        try:
+            index = 0
+            for results in ordered_map(animate_batch, batches, workers):
+                for prediction, frame, depth in results:
+                    yield AnimatedFrame(index, prediction, frame, depth)
+                    index += 1
+        finally:
+            torch.set_num_threads(threads)
+
+    def cpu_workers(self) -> int:
+        """How many batches run at once: several on CPU (see ``InferenceConfig.cpu_workers``), else one."""
+        if self.device.type != "cpu" or self.inference.backend != "torch" or self.inference.compile:
+            return 1
+        return self.inference.cpu_workers or torch.get_num_threads()
 
 
 def depth_to_image(depth: np.ndarray) -> np.ndarray:
