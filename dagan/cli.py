@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -29,8 +30,8 @@ def _non_negative_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
 
 
@@ -39,8 +40,8 @@ def _intrinsics(text: str) -> tuple[float, float, float, float]:
     if len(parts) != 4:
         raise argparse.ArgumentTypeError(f"needs four numbers FX,FY,CX,CY, got {text!r}")
     values = tuple(float(part) for part in parts)
-    if not (values[0] > 0 and values[1] > 0):
-        raise argparse.ArgumentTypeError(f"focal lengths must be above 0, got {text!r}")
+    if not (all(math.isfinite(v) for v in values) and values[0] > 0 and values[1] > 0):
+        raise argparse.ArgumentTypeError(f"needs finite numbers and focal lengths above 0, got {text!r}")
     return values
 
 
@@ -375,7 +376,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         type=_non_negative_int,
         default=0,
         metavar="N",
-        help="on CPU, batches computed at once, each on its share of the cores (default 0: one per core)",
+        help="on CPU, batches computed at once, each on its share of the cores (default 0: one per core, at most 4)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_animate)

@@ -189,7 +189,7 @@ class InferenceConfig:
     fuse: bool = True
     channels_last: bool = True
     backend: Backend = "torch"
-    #: Batches computed at once on CPU, each on its own share of the cores (0: one per core).
+    #: Batches computed at once on CPU, each on its own share of the cores (0: one per core, at most 4).
     #: Small convolutions scale poorly across cores, so whole frames in parallel run faster.
     cpu_workers: int = 0
 

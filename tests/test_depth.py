@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -127,13 +129,45 @@ def test_known_intrinsics_replace_the_learnt_camera(depth_data, tmp_path):
     assert torch.allclose(info["intrinsics"][0], expected)
     assert torch.equal(camera_matrix(known, 64, 64, frames)[0], info["intrinsics"][0])
     loss.backward()
-    assert trainer.pose.decoder.intrinsics.weight.grad is None  # the learnt camera plays no part
+    assert not trainer.pose.decoder.intrinsics.weight.requires_grad  # the learnt camera plays no part
     assert float(trainer.pose.decoder.motion.weight.grad.abs().sum()) > 0
     learnt = DepthTrainer(DepthTrainOptions(data=depth_data, out=tmp_path / "l", size=64, workers=0, quiet=True))
     assert not torch.allclose(learnt.losses(frames)[1]["intrinsics"][0], expected)
     with pytest.raises(SystemExit) as bad_flag:
         main(["train-depth", "--data", str(depth_data), "--out", str(tmp_path / "c"), "--intrinsics", "1,2"])
     assert bad_flag.value.code == 2
+
+
+def _depth_ddp_worker(rank: int, world: int, port: int, data: str, out: str, intrinsics) -> None:
+    import os
+
+    os.environ.update(
+        {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank), "WORLD_SIZE": str(world),
+         "LOCAL_RANK": str(rank)}
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    options = DepthTrainOptions(data=Path(data), out=Path(out), size=64, max_steps=2, workers=0, quiet=True,
+                                device="cpu", intrinsics=intrinsics)  # fmt: skip
+    result = train_depth(options)
+    torch.save(result.depth.state_dict(), Path(out) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("intrinsics", [None, (0.95, 0.95, 0.5, 0.5)], ids=["learnt-camera", "known-camera"])
+def test_two_process_depth_training(depth_data, tmp_path, intrinsics):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Two steps: a gradient bucket that never fills would fail the second step's forward.
+    mp.spawn(_depth_ddp_worker, args=(2, port, str(depth_data), str(tmp_path), intrinsics), nprocs=2, join=True)
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(a[key], b[key]) for key in a if "running" not in key and "num_batches" not in key)
 
 
 @pytest.mark.slow

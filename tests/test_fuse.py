@@ -130,7 +130,14 @@ def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
 
 def test_cpu_workers_default_to_one_per_core_and_only_on_cpu(tiny_files):
     animator = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
-    assert animator.cpu_workers() == torch.get_num_threads()
+    assert animator.cpu_workers() == min(torch.get_num_threads(), 4)
+    threads = torch.get_num_threads()
+    frames, _ = read_video_frames(tiny_files["driving"])
+    running = animator.animate(read_image(tiny_files["source"]), frames, batch_size=1)
+    next(running)
+    assert torch.get_num_threads() == threads  # workers take their share; the caller keeps its threads
+    running.close()
+    assert torch.get_num_threads() == threads
     compiled = InferenceConfig(compile=True)
     assert Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu", compiled).cpu_workers() == 1
     with pytest.raises(DaganError, match="cpu_workers"):

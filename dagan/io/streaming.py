@@ -103,13 +103,22 @@ class BackgroundConsumer:
         self._thread.join()
 
 
-def ordered_map(function: Callable[[T], Any], items: Iterable[T], workers: int) -> Iterator[Any]:
-    """``map(function, items)`` on ``workers`` threads, yielding in input order, a few items ahead."""
+def ordered_map(
+    function: Callable[[T], Any],
+    items: Iterable[T],
+    workers: int,
+    initializer: Callable[[], None] | None = None,
+) -> Iterator[Any]:
+    """``map(function, items)`` on ``workers`` threads, yielding in input order, a few items ahead.
+
+    ``initializer`` runs once in each worker thread before its first item.
+    """
     if workers <= 1:
         yield from map(function, items)
         return
     pending: collections.deque[concurrent.futures.Future] = collections.deque()
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dagan-worker") as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="dagan-worker", initializer=initializer)
+    with pool:
         try:
             for item in items:
                 pending.append(pool.submit(function, item))

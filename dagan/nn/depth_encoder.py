@@ -28,6 +28,9 @@ class DepthEncoder(nn.Module):
         if num_input_images != 1:
             # Pose networks see frames stacked along channels.
             self.encoder.conv1 = nn.Conv2d(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        # The classifier stays only for the key layout of encoder.pth; it never sees data, so it
+        # takes no gradients (DDP would otherwise wait for them forever).
+        self.encoder.fc.requires_grad_(False)
         expansion = 4 if config.num_layers > 34 else 1
         self.num_ch_enc = [64, 64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
 

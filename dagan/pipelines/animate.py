@@ -36,6 +36,9 @@ from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
 from dagan.pipelines.onnx_backend import OnnxNetworks, export_onnx, is_onnx_export
 from dagan.pipelines.precision import autocast, check_precision
 
+#: Frames computed at once by default on CPU: one per core up to this many (each holds its activations).
+MAX_DEFAULT_CPU_WORKERS = 4
+
 
 def default_batch_size(device: torch.device) -> int:
     """Frames per batch when the user gives none.
@@ -145,7 +148,8 @@ class Animator:
         """Disparity and keypoints of a (B, 3, H, W) batch."""
         with self._autocast():
             depth = self.networks.depth(images)
-            keypoints = self.networks.kp_detector(torch.cat([images, depth], dim=1))
+            # Contiguous NCHW: the detector keeps the original's arithmetic (see prepare_networks).
+            keypoints = self.networks.kp_detector(torch.cat([images, depth], dim=1).contiguous())
         # Motion transfer inverts jacobians: it runs in float32 whatever the precision.
         jacobian = None if keypoints.jacobian is None else keypoints.jacobian.float()
         return depth, Keypoints(keypoints.value.float(), jacobian)
@@ -207,23 +211,25 @@ class Animator:
             return list(zip(predictions, batch, depths, strict=True))
 
         batches = iter(lambda: list(itertools.islice(frames, batch_size)), [])
-        workers = self.cpu_workers()
-        threads = torch.get_num_threads()
-        torch.set_num_threads(max(1, threads // workers))
+        workers, threads = self.cpu_workers(), torch.get_num_threads()
+        share = max(1, threads // workers)
         try:
             index = 0
-            for results in ordered_map(animate_batch, batches, workers):
+            # Each worker thread takes its share of the cores; the caller's threads are left alone.
+            for results in ordered_map(animate_batch, batches, workers, lambda: torch.set_num_threads(share)):
                 for prediction, frame, depth in results:
                     yield AnimatedFrame(index, prediction, frame, depth)
                     index += 1
         finally:
-            torch.set_num_threads(threads)
+            if workers > 1:
+                # torch remembers the last count for threads started later: give them the caller's.
+                torch.set_num_threads(threads)
 
     def cpu_workers(self) -> int:
         """How many batches run at once: several on CPU (see ``InferenceConfig.cpu_workers``), else one."""
         if self.device.type != "cpu" or self.inference.backend != "torch" or self.inference.compile:
             return 1
-        return self.inference.cpu_workers or torch.get_num_threads()
+        return self.inference.cpu_workers or min(torch.get_num_threads(), MAX_DEFAULT_CPU_WORKERS)
 
 
 def depth_to_image(depth: np.ndarray) -> np.ndarray:
@@ -328,13 +334,18 @@ def animate_files(
             if depth_path is not None:
                 writers.append(("depth", Mp4Writer(stack.enter_context(atomic_output(depth_path)), info.fps)))
             sink = BackgroundConsumer(write)
-            frames = animator.animate(
-                source_image,
-                prefetch(iter_frames(info), 2 * batch_size),
-                relative=relative,
-                adapt_scale=adapt_scale,
-                batch_size=batch_size,
-                initial_frame=initial,
+            # Closed on failure too, so its worker threads stop at once.
+            frames = stack.enter_context(
+                contextlib.closing(
+                    animator.animate(
+                        source_image,
+                        prefetch(iter_frames(info), 2 * batch_size),
+                        relative=relative,
+                        adapt_scale=adapt_scale,
+                        batch_size=batch_size,
+                        initial_frame=initial,
+                    )
+                )
             )
             with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc="animate") as bar:
                 for frame in frames:

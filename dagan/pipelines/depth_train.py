@@ -219,6 +219,9 @@ class DepthTrainer:
         if self.rank == 0:
             check_run_directory(self.out, options.resume, TRAIN_STATE)
         self.log = RunLog(self.out, enabled=self.rank == 0)
+        if options.intrinsics is not None:
+            # A known camera leaves the intrinsics head out of the loss (and out of DDP's gradient buckets).
+            self.pose.decoder.intrinsics.requires_grad_(False)
         self.depth_step, self.pose_step = self.depth, self.pose
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -298,8 +301,10 @@ class DepthTrainer:
         previous, target, following = frames[:, 0], frames[:, 1], frames[:, 2]
         h, w = target.shape[2:]
         disparities = self.depth_step(target, all_scales=True)
-        motion_previous = self.pose_step(previous, target)
-        motion_next = self.pose_step(target, following)
+        # Both pairs in one forward: DDP reduces a module's gradients once per forward.
+        motion = self.pose_step(torch.cat([previous, target]), torch.cat([target, following]))
+        motion_previous = {key: value[: len(target)] for key, value in motion.items()}
+        motion_next = {key: value[len(target) :] for key, value in motion.items()}
         if self.options.intrinsics is None:
             intrinsics = (motion_previous["intrinsics"] + motion_next["intrinsics"]) / 2
         else:
