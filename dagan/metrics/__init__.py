@@ -1,0 +1,1 @@
+"""Image, video and distribution metrics, each computed as its reference implementation computes it."""
