@@ -7,6 +7,8 @@ import pytest
 from scipy import stats
 
 from dagan.io.image import read_image
+from dagan.metrics.fid import feature_statistics, frechet_distance
+from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
 from dagan.metrics.matlab import fspecial_gaussian, imresize
 from dagan.metrics.niqe import fit_aggd, niqe
 
@@ -57,3 +59,60 @@ def test_niqe_rises_with_noise_and_blur():
     assert niqe(noisy) > niqe(clean) + 1
     with pytest.raises(ValueError, match="at least 96x96"):
         niqe(clean[:50, :50])
+
+
+def _image_pair(seed: int = 0, shape=(40, 48, 3)):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape)
+    b = np.clip(a + rng.normal(0, 0.05, shape), 0, 1)
+    return a, b
+
+
+def test_psnr_and_l1_match_skimage_and_numpy():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    a, b = _image_pair()
+    assert abs(psnr(a, b) - peak_signal_noise_ratio(a, b, data_range=1)) < 1e-9
+    assert abs(l1(a, b) - np.abs(a - b).mean()) < 1e-12
+    assert psnr(a, a) == np.inf and l1(a, a) == 0.0
+
+
+@pytest.mark.parametrize("shape", [(40, 48, 3), (33, 20)])
+def test_ssim_skimage_convention_matches_skimage(shape):
+    from skimage.metrics import structural_similarity
+
+    a, b = _image_pair(1, shape)
+    channel_axis = -1 if len(shape) == 3 else None
+    reference = structural_similarity(a, b, channel_axis=channel_axis, data_range=1)
+    assert abs(ssim_skimage(a, b) - reference) < 1e-6
+    assert abs(ssim_skimage(a, a) - 1) < 1e-12
+
+
+def test_ssim_gaussian_convention_matches_a_direct_computation():
+    from skimage.metrics import structural_similarity
+
+    a, b = _image_pair(2, (30, 30))
+    # skimage's Gaussian mode with MATLAB's settings: sigma 1.5, 11x11, population covariance.
+    reference = structural_similarity(
+        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, truncate=3.5
+    )
+    # skimage crops 5 pixels after filtering with reflected borders; ours uses the valid region,
+    # which is the same set of windows.
+    assert abs(ssim_gaussian(a, b) - reference) < 1e-6
+    assert abs(ssim_gaussian(a, a) - 1) < 1e-12
+    assert abs(ssim_gaussian(a, b) - ssim_skimage(a, b)) > 1e-4  # the conventions differ
+
+
+def test_frechet_distance_matches_the_eigenvalue_formula_and_is_zero_for_one_set():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 6))
+    y = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)) * 0.7 + 0.3
+    mu1, s1 = feature_statistics(x)
+    mu2, s2 = feature_statistics(y)
+    # Tr((S1 S2)^1/2) = sum of sqrt of the eigenvalues of S1^1/2 S2 S1^1/2 (both symmetric positive).
+    w, v = np.linalg.eigh(s1)
+    root1 = v @ np.diag(np.sqrt(w)) @ v.T
+    trace_root = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0, None)).sum()
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * trace_root
+    assert abs(frechet_distance(mu1, s1, mu2, s2) - expected) < 1e-8 * max(1, expected)
+    assert abs(frechet_distance(mu1, s1, mu1, s1)) < 1e-8

@@ -1,0 +1,72 @@
+"""Full-reference image metrics on RGB in [0, 1]: PSNR, two SSIM conventions, L1.
+
+SSIM has two conventions in this field, and their numbers differ:
+
+- ``ssim_gaussian``: an 11x11 Gaussian window (sigma 1.5), statistics over the valid region only,
+  per channel then averaged, as MATLAB's reference code and BasicSR compute it;
+- ``ssim_skimage``: a 7x7 uniform window with sample (N - 1) covariances, borders cropped, per
+  channel then averaged: ``skimage.metrics.structural_similarity(a, b, channel_axis=-1,
+  data_range=1)``, which the DaGAN authors' evaluation uses.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.ndimage import correlate, uniform_filter
+
+from dagan.metrics.matlab import fspecial_gaussian
+
+K1, K2 = 0.01, 0.03
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB for a peak of 1; ``inf`` for identical images."""
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference, as the original reconstruction mode reports it."""
+    return float(np.mean(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _ssim_map(x: np.ndarray, y: np.ndarray, mean, covariance_factor: float = 1.0) -> np.ndarray:
+    mx, my = mean(x), mean(y)
+    vx = (mean(x * x) - mx * mx) * covariance_factor
+    vy = (mean(y * y) - my * my) * covariance_factor
+    cxy = (mean(x * y) - mx * my) * covariance_factor
+    c1, c2 = K1**2, K2**2
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+
+
+def _per_channel(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
+    if a.ndim == 2:
+        return [(a, b)]
+    return [(a[..., c], b[..., c]) for c in range(a.shape[-1])]
+
+
+def ssim_gaussian(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid region (MATLAB / BasicSR)."""
+    window = fspecial_gaussian(11, 1.5)
+
+    def mean(z: np.ndarray) -> np.ndarray:
+        return correlate(z, window, mode="constant")[5:-5, 5:-5]
+
+    return float(np.mean([_ssim_map(x, y, mean).mean() for x, y in _per_channel(a, b)]))
+
+
+def ssim_skimage(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM as ``skimage.metrics.structural_similarity(a, b, channel_axis=-1, data_range=1)``."""
+    size, pad = 7, 3
+    samples = size * size
+
+    def mean(z: np.ndarray) -> np.ndarray:
+        return uniform_filter(z, size=size, mode="reflect")
+
+    values = [_ssim_map(x, y, mean, samples / (samples - 1))[pad:-pad, pad:-pad].mean() for x, y in _per_channel(a, b)]
+    return float(np.mean(values))
