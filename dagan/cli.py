@@ -418,6 +418,69 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_convert)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dagan.pipelines.evaluate import EvaluateOptions, evaluate, resolve_eval_set
+
+    if args.eval_set:
+        generated, driving, source = resolve_eval_set(Path(args.eval_set), args.generated)
+    else:
+        generated = Path(args.generated)
+        driving = Path(args.driving) if args.driving else None
+        source = Path(args.source) if args.source else None
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    options = EvaluateOptions(
+        generated=generated,
+        out=Path(args.out),
+        driving=driving,
+        source=source,
+        metrics=metrics,
+        max_samples=args.max_samples,
+        save_visuals=args.save_visuals,
+        quiet=args.quiet,
+    )
+    report = evaluate(options)
+    missing = [name for name, entry in report.items() if entry.get("unavailable")]
+    print((Path(args.out) / "metrics.txt").read_text(), end="")
+    if missing:
+        print(f"unavailable: {', '.join(missing)} (reasons in {Path(args.out) / 'metrics.json'})")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from dagan.pipelines.evaluate import ALL_METRICS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score generated frames or videos (PSNR, SSIM, L1, NIQE, ...) and write a report",
+        description="Compute each metric as its reference implementation does; metrics that cannot run are "
+        "reported as unavailable with the reason, and the others still run.",
+    )
+    p.add_argument("--generated", required=True, metavar="G", help="folder of generated images or videos")
+    p.add_argument("--driving", metavar="D", default=None, help="folder of driving (ground-truth) files, same names")
+    p.add_argument("--source", metavar="S", default=None, help="folder of source files, same names")
+    p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument(
+        "--metrics", default=",".join(ALL_METRICS), help=f"comma-separated (default: {','.join(ALL_METRICS)})"
+    )
+    for name in ("fid", "lpips", "syncnet", "arcface"):
+        p.add_argument(f"--{name}-weights", metavar="PATH", default=None, help=f"{name} network weights")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="N")
+    p.add_argument(
+        "--eval-set",
+        metavar="DIR",
+        default=None,
+        help="the reproduction's layout: --generated names a folder in DIR; *_self pairs with gt_self/source_self, "
+        "other names with gt_cross/source_cross",
+    )
+    p.add_argument("--max-samples", type=_positive_int, default=None, metavar="N", help="only the first N items")
+    p.add_argument("--save-visuals", action="store_true", help="write source | driving | generated triplets")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_evaluate)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_animate,
     _add_convert,
@@ -426,6 +489,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train_depth,
     _add_depth,
     _add_export_onnx,
+    _add_evaluate,
 ]
 
 

@@ -78,8 +78,12 @@ def niqe(image: np.ndarray, crop_border: int = 0) -> float:
     if crop_border:
         y = y[crop_border:-crop_border, crop_border:-crop_border]
     rows, cols = y.shape[0] // BLOCK, y.shape[1] // BLOCK
-    if rows == 0 or cols == 0:
-        raise ValueError(f"NIQE needs an image of at least {BLOCK}x{BLOCK} pixels, got {y.shape[1]}x{y.shape[0]}")
+    if rows * cols < 2:
+        # The image's feature covariance needs at least two blocks.
+        raise ValueError(
+            f"NIQE needs at least two {BLOCK}x{BLOCK} blocks (e.g. {2 * BLOCK}x{BLOCK} pixels), "
+            f"got {y.shape[1]}x{y.shape[0]}"
+        )
     y = y[: rows * BLOCK, : cols * BLOCK]
     per_scale = []
     for scale in (1, 2):

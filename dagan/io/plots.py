@@ -1,0 +1,55 @@
+"""Small PNG charts without a plotting library: histograms and image grids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dagan.io.image import to_uint8, write_png
+
+
+def histogram_image(values: np.ndarray, title: str, bins: int = 20, size: tuple[int, int] = (480, 300)) -> np.ndarray:
+    """A labelled histogram of finite ``values`` as a uint8 RGB image."""
+    width, height = size
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    draw.text((10, 6), f"{title}  (n={finite.size})", fill="black")
+    if finite.size:
+        low, high = float(finite.min()), float(finite.max())
+        counts, edges = np.histogram(finite, bins=bins, range=(low, high if high > low else low + 1e-9))
+        left, right, top, bottom = 40, width - 10, 30, height - 30
+        bar = (right - left) / bins
+        peak = max(int(counts.max()), 1)
+        for i, count in enumerate(counts):
+            x0 = left + i * bar
+            y0 = bottom - (bottom - top) * count / peak
+            draw.rectangle([x0 + 1, y0, x0 + bar - 1, bottom], fill=(70, 110, 180))
+        draw.line([left, bottom, right, bottom], fill="black")
+        draw.text((left, bottom + 6), f"{edges[0]:.4g}", fill="black")
+        draw.text((right - 60, bottom + 6), f"{edges[-1]:.4g}", fill="black")
+        draw.text((4, top), str(peak), fill="black")
+    return np.asarray(canvas)
+
+
+def write_histogram(path: str | Path, values: np.ndarray, title: str) -> None:
+    """Write ``histogram_image`` as a PNG, atomically."""
+    write_png(path, histogram_image(values, title))
+
+
+def image_grid(rows: list[list[np.ndarray]], labels: list[str] | None = None, cell: int = 128) -> np.ndarray:
+    """Rows of [0, 1] RGB images, each resized to ``cell`` pixels square, with an optional label per row."""
+    label_width = 160 if labels else 0
+    columns = max(len(row) for row in rows)
+    canvas = Image.new("RGB", (label_width + columns * cell, len(rows) * cell), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            tile = Image.fromarray(to_uint8(np.asarray(image)[..., :3])).resize((cell, cell), Image.BILINEAR)
+            canvas.paste(tile, (label_width + c * cell, r * cell))
+        if labels:
+            draw.text((6, r * cell + cell // 2 - 6), labels[r], fill="black")
+    return np.asarray(canvas)

@@ -1,0 +1,249 @@
+"""``dagan evaluate``: score generated frames against driving and source frames, and write a report.
+
+Items are matched by file name (stem) across the folders; an item is an image, or a video whose
+frames are compared in order. Every metric is computed once per frame and reported with its
+protocol; a metric that cannot run says why, and the others still run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dagan.errors import DaganError
+from dagan.io.atomic import atomic_output
+from dagan.io.image import read_image, write_png
+from dagan.io.plots import image_grid, write_histogram
+from dagan.io.video import iter_frames, probe_video
+from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
+from dagan.metrics.niqe import niqe
+
+ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
+
+#: What each frame metric compares the generated frame with, and how it is computed.
+FRAME_METRICS = {
+    "psnr": ("driving", "PSNR in dB on RGB in [0, 1] against the driving frame (inf when identical)"),
+    "ssim": ("driving", "SSIM, skimage convention: 7x7 uniform window, sample covariance, RGB channel mean"),
+    "ssim_gaussian": ("driving", "SSIM, MATLAB/BasicSR convention: 11x11 Gaussian (sigma 1.5), valid region"),
+    "l1": ("driving", "mean absolute difference on RGB in [0, 1] against the driving frame"),
+    "niqe": (None, "NIQE (MATLAB algorithm): BT.601 Y, 96x96 blocks, two scales, LIVE pristine model"),
+}
+_FUNCTIONS = {"psnr": psnr, "ssim": ssim_skimage, "ssim_gaussian": ssim_gaussian, "l1": l1, "niqe": niqe}
+
+#: Metrics that this version cannot compute yet, and why.
+NOT_YET_AVAILABLE = {
+    "lpips": "not implemented yet: the lpips AlexNet network is still to be written (issue #4)",
+    "fid": "not implemented yet: pytorch-fid's Inception network is still to be written (issue #4); "
+    "the Fréchet distance itself is in dagan.metrics.fid",
+    "akd": "not implemented yet: needs the dlib 68-point landmark detector (issue #4)",
+    "aed": "not implemented yet: needs the dlib identity embedding (issue #4)",
+    "csim": "not implemented yet: needs the dlib identity embedding or ArcFace (issue #4)",
+    "prmse": "not implemented yet: needs the dlib 68-point landmarks for solvePnP (issue #4)",
+    "lse_d": "not implemented yet: needs the SyncNet network (issue #4)",
+    "lse_c": "not implemented yet: needs the SyncNet network (issue #4)",
+}
+
+
+@dataclass
+class EvaluationItem:
+    """One generated file and the files it is compared with."""
+
+    name: str
+    generated: Path
+    driving: Path | None = None
+    source: Path | None = None
+
+
+@dataclass
+class EvaluateOptions:
+    """Everything ``dagan evaluate`` takes."""
+
+    generated: Path
+    out: Path
+    driving: Path | None = None
+    source: Path | None = None
+    metrics: tuple[str, ...] = ALL_METRICS
+    max_samples: int | None = None
+    save_visuals: bool = False
+    quiet: bool = False
+
+
+@dataclass
+class _Scores:
+    per_item: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _media(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise DaganError(f"{folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    return {p.stem: p for p in files}
+
+
+def pair_items(generated: Path, driving: Path | None = None, source: Path | None = None) -> list[EvaluationItem]:
+    """Items of ``generated`` with the same-named driving and source files; unmatched names are an error."""
+    found = _media(generated)
+    if not found:
+        raise DaganError(f"no images or videos in {generated}")
+    references = {"driving": _media(driving) if driving else None, "source": _media(source) if source else None}
+    for role, files in references.items():
+        if files is not None:
+            missing = sorted(set(found) - set(files))
+            if missing:
+                raise DaganError(
+                    f"{len(missing)} generated items have no {role} file of the same name, e.g. {missing[0]}"
+                )
+    return [
+        EvaluationItem(
+            name,
+            path,
+            references["driving"][name] if references["driving"] else None,
+            references["source"][name] if references["source"] else None,
+        )
+        for name, path in found.items()
+    ]
+
+
+def resolve_eval_set(eval_set: Path, generated: str) -> tuple[Path, Path, Path]:
+    """The reproduction's layout: ``generate_X_self`` pairs with gt_self/source_self, others with *_cross."""
+    kind = "self" if generated.rstrip("/").endswith("_self") else "cross"
+    paths = (eval_set / generated, eval_set / f"gt_{kind}", eval_set / f"source_{kind}")
+    for path in paths:
+        if not path.is_dir():
+            raise DaganError(f"--eval-set: {path} is not a folder")
+    return paths
+
+
+def _frames(path: Path) -> Iterator[np.ndarray]:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        yield read_image(path)[..., :3]
+        return
+    for frame in iter_frames(probe_video(path)):
+        yield frame.astype(np.float64) / 255.0 if frame.dtype == np.uint8 else frame
+
+
+def _same_size(reference: np.ndarray, like: np.ndarray) -> np.ndarray:
+    if reference.shape == like.shape:
+        return reference
+    from skimage.transform import resize
+
+    return resize(reference, like.shape[:2], anti_aliasing=True)
+
+
+def evaluate(options: EvaluateOptions) -> dict:
+    """Compute the requested metrics and write metrics.json, metrics.txt and plots under ``options.out``."""
+    unknown = sorted(set(options.metrics) - set(ALL_METRICS))
+    if unknown:
+        raise DaganError(f"unknown metric {unknown[0]!r}; choose from {','.join(ALL_METRICS)}")
+    items = pair_items(options.generated, options.driving, options.source)
+    if options.max_samples is not None:
+        items = items[: options.max_samples]
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    frame_metrics = [m for m in FRAME_METRICS if (m if m != "ssim_gaussian" else "ssim") in options.metrics]
+    report: dict[str, dict] = {}
+    runnable = []
+    for name in frame_metrics:
+        needs = FRAME_METRICS[name][0]
+        if needs == "driving" and options.driving is None:
+            report[name] = _unavailable(name, FRAME_METRICS[name][1], "needs --driving (or --eval-set)")
+        else:
+            runnable.append(name)
+    for name in options.metrics:
+        if name in NOT_YET_AVAILABLE:
+            report[name] = _unavailable(name, "", NOT_YET_AVAILABLE[name])
+
+    scores = {name: {} for name in runnable}
+    visuals: dict[str, list[np.ndarray]] = {}
+    started = time.perf_counter()
+    frames_seen = 0
+    for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
+        references = _frames(item.driving) if item.driving else None
+        source = next(_frames(item.source)) if item.source else None
+        for index, generated in enumerate(_frames(item.generated)):
+            driving = next(references, None) if references is not None else None
+            if references is not None and driving is None:
+                raise DaganError(f"{item.driving} has fewer frames than {item.generated}")
+            if driving is not None:
+                driving = _same_size(driving, generated)
+            for name in list(runnable):
+                try:
+                    value = _FUNCTIONS[name](generated) if name == "niqe" else _FUNCTIONS[name](generated, driving)
+                except ValueError as exc:  # e.g. NIQE on frames smaller than its 96x96 blocks
+                    report[name] = _unavailable(name, FRAME_METRICS[name][1], f"{item.generated.name}: {exc}")
+                    runnable.remove(name)
+                    continue
+                scores[name].setdefault(item.name, []).append(value)
+            if index == 0:
+                panels = [p for p in (source, driving, generated) if p is not None]
+                visuals[item.name] = [_same_size(p, generated) for p in panels]
+            frames_seen += 1
+    seconds = time.perf_counter() - started
+
+    for name in runnable:
+        per_item = {key: float(np.mean(values)) for key, values in scores[name].items()}
+        every = np.concatenate([np.asarray(v, dtype=np.float64) for v in scores[name].values()])
+        finite = every[np.isfinite(every)]
+        report[name] = {
+            "value": float(np.mean(every)) if finite.size == every.size else float("inf"),
+            "protocol": FRAME_METRICS[name][1],
+            "count": int(every.size),
+            "per_item": per_item,
+        }
+    report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS] if name in report}
+    _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
+    return report
+
+
+def _unavailable(name: str, protocol: str, reason: str) -> dict:
+    return {"value": None, "protocol": protocol, "count": 0, "per_item": {}, "unavailable": reason}
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf": JSON has no infinity
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def _write_report(
+    out: Path, report: dict, items: int, frames: int, seconds: float, visuals: dict, save_visuals: bool
+) -> None:
+    with atomic_output(out / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(_json_safe(report), indent=2))
+    lines = [f"{items} items, {frames} frames, {frames / max(seconds, 1e-9):.2f} frames/s", ""]
+    for name, entry in report.items():
+        if entry.get("unavailable"):
+            lines.append(f"{name:<14} unavailable: {entry['unavailable']}")
+        else:
+            lines.append(f"{name:<14} {entry['value']:.6g}  (n={entry['count']})  {entry['protocol']}")
+    with atomic_output(out / "metrics.txt") as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    plots = out / "plots"
+    plots.mkdir(exist_ok=True)
+    for name, entry in report.items():
+        if entry.get("per_item"):
+            write_histogram(plots / f"{name}_histogram.png", np.array(list(entry["per_item"].values())), name)
+    worst_by = next((m for m in ("l1", "psnr", "niqe") if report.get(m, {}).get("per_item")), None)
+    if worst_by:
+        per_item = report[worst_by]["per_item"]
+        order = sorted(per_item, key=per_item.get, reverse=worst_by != "psnr")[:8]
+        rows = [visuals[name] for name in order if name in visuals]
+        labels = [f"{name}: {worst_by} {per_item[name]:.4g}" for name in order if name in visuals]
+        write_png(plots / f"worst_{worst_by}.png", image_grid(rows, labels))
+    if save_visuals:
+        folder = out / "visuals"
+        folder.mkdir(exist_ok=True)
+        for name, panels in visuals.items():
+            write_png(folder / f"{name}.png", np.concatenate(panels, axis=1))
