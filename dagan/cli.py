@@ -418,6 +418,62 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_convert)
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dagan.config import InferenceConfig
+    from dagan.pipelines.generate import GenerateOptions, generate
+
+    if bool(args.pairs) == bool(args.source_dir or args.driving_dir):
+        raise DaganError("give either --source-dir and --driving-dir, or --pairs CSV --root R")
+    if not args.pairs and not (args.source_dir and args.driving_dir):
+        raise DaganError("--source-dir and --driving-dir go together")
+    options = GenerateOptions(
+        checkpoint=Path(args.checkpoint),
+        out=Path(args.out),
+        depth_weights=Path(args.depth_weights) if args.depth_weights else None,
+        source_dir=Path(args.source_dir) if args.source_dir else None,
+        driving_dir=Path(args.driving_dir) if args.driving_dir else None,
+        pairs_csv=Path(args.pairs) if args.pairs else None,
+        root=Path(args.root) if args.root else None,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        device=args.device,
+        inference=InferenceConfig(precision=args.precision, compile=args.compile),
+        quiet=args.quiet,
+    )
+    counts = generate(options)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"generated {counts['written']} outputs in {args.out} ({counts['skipped']} already there)")
+    return 0
+
+
+def _add_generate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate",
+        help="animate many (source, driving) pairs into an evaluation set (resumable, torchrun-sharded)",
+        description="Pairs come from two folders matched by file name, or from source,driving[,frame] CSVs.",
+    )
+    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--depth-weights", metavar="DIR", default=None)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--source-dir", metavar="S", default=None, help="source images (or videos) named like the drivers")
+    p.add_argument("--driving-dir", metavar="D", default=None, help="driving images or videos")
+    p.add_argument("--pairs", metavar="CSV", default=None, help="rows source,driving[,frame] (vox_evaluation.csv)")
+    p.add_argument("--root", metavar="R", default=None, help="folder the CSV's relative paths start from")
+    p.add_argument(
+        "--mode",
+        choices=("self", "cross"),
+        default="cross",
+        help="self: reconstruct the driving video (absolute keypoints); cross: relative motion (default)",
+    )
+    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="driving frames per batch")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_precision_flags(p)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_generate)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -489,6 +545,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train_depth,
     _add_depth,
     _add_export_onnx,
+    _add_generate,
     _add_evaluate,
 ]
 

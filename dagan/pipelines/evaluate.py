@@ -20,15 +20,13 @@ from tqdm import tqdm
 
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
-from dagan.io.image import read_image, write_png
+from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.plots import image_grid, write_histogram
-from dagan.io.video import iter_frames, probe_video
+from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
 from dagan.metrics.niqe import niqe
 
 ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 
 #: What each frame metric compares the generated frame with, and how it is computed.
 FRAME_METRICS = {

@@ -1,0 +1,169 @@
+"""``dagan generate``: animate many (source, driving) pairs into an evaluation set.
+
+Pairs come from two folders matched by file name (the reproduction's ``source_self``/``gt_self``
+layout) or from the original ``source,driving[,frame]`` CSVs. Each output is named after its pair
+so that ``dagan evaluate`` can match it with the driving folder. Finished outputs are skipped, so a
+run can be resumed; under ``torchrun`` every rank takes every ``world``-th pair.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm import tqdm
+
+from dagan.config import InferenceConfig
+from dagan.errors import DaganError
+from dagan.io.atomic import atomic_output
+from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
+from dagan.io.video import VIDEO_SUFFIXES, Mp4Writer, iter_frames, probe_video
+from dagan.pipelines.animate import Animator
+from dagan.pipelines.distributed import setup_distributed
+
+Mode = Literal["self", "cross"]
+
+
+@dataclass
+class GeneratePair:
+    """One output: animate ``source`` (frame ``source_frame`` of a video) with ``driving``."""
+
+    name: str
+    source: Path
+    driving: Path
+    source_frame: int = 0
+
+
+@dataclass
+class GenerateOptions:
+    """Everything ``dagan generate`` takes."""
+
+    checkpoint: Path
+    out: Path
+    depth_weights: Path | None = None
+    source_dir: Path | None = None
+    driving_dir: Path | None = None
+    pairs_csv: Path | None = None
+    root: Path | None = None
+    mode: Mode = "cross"
+    batch_size: int | None = None
+    device: str = "auto"
+    inference: InferenceConfig | None = None
+    quiet: bool = False
+
+
+def _is_media(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+
+
+def pairs_from_folders(source_dir: Path, driving_dir: Path) -> list[GeneratePair]:
+    """Pairs of same-named files (by stem) in the two folders; a driving file without a source is an error."""
+    for folder in (source_dir, driving_dir):
+        if not folder.is_dir():
+            raise DaganError(f"{folder} is not a folder")
+    sources = {p.stem: p for p in sorted(source_dir.iterdir()) if _is_media(p)}
+    drivings = {p.stem: p for p in sorted(driving_dir.iterdir()) if _is_media(p)}
+    if not drivings:
+        raise DaganError(f"no images or videos in {driving_dir}")
+    missing = sorted(set(drivings) - set(sources))
+    if missing:
+        raise DaganError(
+            f"{len(missing)} driving files have no source of the same name in {source_dir}, e.g. {missing[0]}"
+        )
+    return [GeneratePair(name, sources[name], drivings[name]) for name in drivings]
+
+
+def pairs_from_csv(csv_path: Path, root: Path | None) -> list[GeneratePair]:
+    """Rows ``source,driving[,frame]`` (a header row is allowed); relative paths are under ``root``."""
+    if not csv_path.is_file():
+        raise DaganError(f"--pairs {csv_path} does not exist")
+    base = root or csv_path.parent
+    pairs = []
+    with csv_path.open(newline="") as handle:
+        for number, row in enumerate(csv.reader(handle), 1):
+            row = [cell.strip() for cell in row]
+            if not row or not any(row) or (number == 1 and row[0].lower() == "source"):
+                continue
+            if len(row) < 2:
+                raise DaganError(f"{csv_path}:{number}: expected source,driving[,frame]")
+            source, driving = (Path(cell) if Path(cell).is_absolute() else base / cell for cell in row[:2])
+            try:
+                frame = int(row[2]) if len(row) > 2 and row[2] else 0
+            except ValueError:
+                raise DaganError(f"{csv_path}:{number}: frame {row[2]!r} is not a number") from None
+            name = f"{len(pairs):05d}_{source.stem}_{driving.stem}"
+            pairs.append(GeneratePair(name, source, driving, frame))
+    if not pairs:
+        raise DaganError(f"{csv_path} lists no pairs")
+    return pairs
+
+
+def _source_image(pair: GeneratePair) -> np.ndarray:
+    if pair.source.suffix.lower() in IMAGE_SUFFIXES:
+        return read_image(pair.source)
+    for index, frame in enumerate(iter_frames(probe_video(pair.source))):
+        if index == pair.source_frame:
+            return frame
+    raise DaganError(f"{pair.source} has no frame {pair.source_frame}")
+
+
+def output_path(out: Path, pair: GeneratePair) -> Path:
+    """Where a pair's result goes: a PNG for an image driver, an MP4 for a video."""
+    suffix = ".png" if pair.driving.suffix.lower() in IMAGE_SUFFIXES else ".mp4"
+    return out / f"{pair.name}{suffix}"
+
+
+def generate(options: GenerateOptions) -> dict[str, int]:
+    """Animate this rank's share of the pairs; returns counts of written and skipped outputs."""
+    if options.pairs_csv is not None:
+        pairs = pairs_from_csv(options.pairs_csv, options.root)
+    elif options.source_dir is not None and options.driving_dir is not None:
+        pairs = pairs_from_folders(options.source_dir, options.driving_dir)
+    else:
+        raise DaganError("give --source-dir and --driving-dir, or --pairs (with --root)")
+    rank, world, local_rank = setup_distributed()
+    device = options.device
+    if device in ("auto", "cuda") and world > 1:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{local_rank}"
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    animator = Animator.from_checkpoint(options.checkpoint, options.depth_weights, device, options.inference)
+    mine = pairs[rank::world]
+    counts = {"written": 0, "skipped": 0}
+    for pair in tqdm(mine, unit="pair", disable=options.quiet or rank != 0, file=sys.stderr, desc="generate"):
+        target = output_path(out, pair)
+        if target.exists():
+            counts["skipped"] += 1
+            continue
+        source = _source_image(pair)
+        if target.suffix == ".png":
+            # One driving image has no initial frame to take motion relative to: absolute keypoints.
+            frames = animator.animate(source, [read_image(pair.driving)], relative=False)
+            write_png(target, next(iter(frames)).prediction)
+        else:
+            info = probe_video(pair.driving)
+            # Self-reenactment reconstructs the driving frames (absolute keypoints, as the original's
+            # reconstruction mode); cross-identity transfers motion relative to the first frame.
+            relative = options.mode == "cross"
+            with atomic_output(target) as tmp:
+                writer = Mp4Writer(tmp, info.fps or Fraction(25))
+                try:
+                    frames = animator.animate(
+                        source, iter_frames(info), relative=relative, batch_size=options.batch_size
+                    )
+                    for frame in frames:
+                        writer.write(frame.prediction)
+                    writer.close()
+                except BaseException:
+                    writer.abort()
+                    raise
+        counts["written"] += 1
+    return counts
