@@ -494,6 +494,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         metrics=metrics,
         max_samples=args.max_samples,
         save_visuals=args.save_visuals,
+        syncnet_weights=Path(args.syncnet_weights) if args.syncnet_weights else None,
+        device=args.device,
+        batch_size=args.batch_size,
         quiet=args.quiet,
     )
     report = evaluate(options)
@@ -523,7 +526,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     for name in ("fid", "lpips", "syncnet", "arcface"):
         p.add_argument(f"--{name}-weights", metavar="PATH", default=None, help=f"{name} network weights")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=16, metavar="N")
+    p.add_argument("--batch-size", type=_positive_int, default=20, metavar="N", help="windows per network batch")
     p.add_argument(
         "--eval-set",
         metavar="DIR",

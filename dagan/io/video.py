@@ -90,6 +90,22 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
         raise DaganError(f"driving video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
 
 
+def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
+    """The first audio track as int16 mono at ``sample_rate`` (as ``ffmpeg -ac 1 -ar RATE`` gives); empty if none."""
+    chunks = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return np.zeros(0, dtype=np.int16)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+            for frame in container.decode(container.streams.audio[0]):
+                chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DaganError(f"cannot read the audio of {path} ({first_line(exc)})") from exc
+    return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, dtype=np.int16)
+
+
 class Mp4Writer:
     """H.264 MP4 writer that copies (or, if it must, re-encodes) the audio of another file."""
 

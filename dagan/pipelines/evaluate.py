@@ -20,11 +20,15 @@ from tqdm import tqdm
 
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
+from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.plots import image_grid, write_histogram
-from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video
+from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video, read_audio
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
+from dagan.metrics.lse import SAMPLE_RATE, lip_sync_score
 from dagan.metrics.niqe import niqe
+from dagan.nn.syncnet import SyncNet
+from dagan.pipelines.distributed import select_device
 
 ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
 
@@ -47,9 +51,11 @@ NOT_YET_AVAILABLE = {
     "aed": "not implemented yet: needs the dlib identity embedding (issue #4)",
     "csim": "not implemented yet: needs the dlib identity embedding or ArcFace (issue #4)",
     "prmse": "not implemented yet: needs the dlib 68-point landmarks for solvePnP (issue #4)",
-    "lse_d": "not implemented yet: needs the SyncNet network (issue #4)",
-    "lse_c": "not implemented yet: needs the SyncNet network (issue #4)",
 }
+LSE_PROTOCOL = (
+    "syncnet_python evaluate: 25 fps, 16 kHz mono MFCC (python_speech_features), 5-frame windows, vshift 15, "
+    "frames resized to 224x224 and fed BGR; LSE-D = min over shifts of the mean distance, LSE-C = median - min"
+)
 
 
 @dataclass
@@ -73,6 +79,9 @@ class EvaluateOptions:
     metrics: tuple[str, ...] = ALL_METRICS
     max_samples: int | None = None
     save_visuals: bool = False
+    syncnet_weights: Path | None = None
+    device: str = "auto"
+    batch_size: int = 20
     quiet: bool = False
 
 
@@ -198,9 +207,53 @@ def evaluate(options: EvaluateOptions) -> dict:
             "count": int(every.size),
             "per_item": per_item,
         }
+    if {"lse_d", "lse_c"} & set(options.metrics):
+        report.update(_lip_sync(items, options))
     report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS] if name in report}
     _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
     return report
+
+
+def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str, dict]:
+    """LSE-D and LSE-C of every generated video that has audio, or why they could not be computed."""
+    names = [m for m in ("lse_d", "lse_c") if m in options.metrics]
+
+    def unavailable(reason: str) -> dict[str, dict]:
+        return {name: _unavailable(name, LSE_PROTOCOL, reason) for name in names}
+
+    weights = options.syncnet_weights
+    if weights is None:
+        return unavailable("needs --syncnet-weights syncnet_v2.model (syncnet_python's weights; not downloadable here)")
+    if not Path(weights).is_file():
+        return unavailable(f"SyncNet weights not found at {weights}")
+    network = SyncNet()
+    load_strict(network, load_torch_file(weights), "SyncNet", str(weights))
+    device = select_device(options.device)
+    scores: dict[str, dict[str, float]] = {name: {} for name in names}
+    skipped = []
+    for item in items:
+        if item.generated.suffix.lower() not in VIDEO_SUFFIXES:
+            continue
+        audio = read_audio(item.generated, SAMPLE_RATE)
+        if audio.size == 0:
+            skipped.append(item.name)
+            continue
+        frames = np.stack(list(iter_frames(probe_video(item.generated))))
+        score = lip_sync_score(network, frames, audio, batch_size=options.batch_size, device=device)
+        for name in names:
+            scores[name][item.name] = score.lse_d if name == "lse_d" else score.lse_c
+    if not scores[names[0]]:
+        return unavailable("no generated video with an audio track" + (f" (e.g. {skipped[0]})" if skipped else ""))
+    return {
+        name: {
+            "value": float(np.mean(list(per_item.values()))),
+            "protocol": LSE_PROTOCOL,
+            "count": len(per_item),
+            "per_item": per_item,
+            **({"skipped_without_audio": skipped} if skipped else {}),
+        }
+        for name, per_item in scores.items()
+    }
 
 
 def _unavailable(name: str, protocol: str, reason: str) -> dict:
