@@ -214,7 +214,8 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
             stride=args.stride,
             seed=args.seed,
             workers=args.workers,
-            learning_rate=args.learning_rate,
+            learning_rate=args.learning_rate if args.learning_rate is not None else 1e-4,
+            override_learning_rate=args.resume and args.learning_rate is not None,
             intrinsics=args.intrinsics,
             device=args.device,
             quiet=args.quiet,
@@ -251,7 +252,13 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N")
     p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-4, metavar="LR")
+    p.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        default=None,
+        metavar="LR",
+        help="Adam learning rate (default 1e-4); with --resume, replaces the saved run's rate",
+    )
     p.add_argument(
         "--intrinsics",
         type=_intrinsics,

@@ -138,6 +138,19 @@ def test_known_intrinsics_replace_the_learnt_camera(depth_data, tmp_path):
     assert bad_flag.value.code == 2
 
 
+def test_learning_rate_drops_for_the_last_quarter_and_can_be_replaced_on_resume(depth_data, tmp_path):
+    import json
+
+    out = tmp_path / "schedule"
+    common = {"data": depth_data, "out": out, "size": 64, "workers": 0, "quiet": True, "log_every": 1}
+    train_depth(DepthTrainOptions(max_steps=4, learning_rate=1e-3, **common))
+    rates = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 1e-4])
+    train_depth(DepthTrainOptions(max_steps=8, learning_rate=5e-4, override_learning_rate=True, resume=True, **common))
+    rates = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines() if '"lr"' in line]
+    assert rates[4:] == pytest.approx([5e-4, 5e-4, 5e-5, 5e-5])  # steps 5-8 of 8: the last quarter decays
+
+
 def _depth_ddp_worker(rank: int, world: int, port: int, data: str, out: str, intrinsics) -> None:
     import os
 
