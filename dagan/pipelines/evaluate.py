@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dagan.errors import DaganError
+from dagan.face import Face, FaceAnalyzer, head_pose
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
@@ -47,11 +48,16 @@ NOT_YET_AVAILABLE = {
     "lpips": "not implemented yet: the lpips AlexNet network is still to be written (issue #4)",
     "fid": "not implemented yet: pytorch-fid's Inception network is still to be written (issue #4); "
     "the Fréchet distance itself is in dagan.metrics.fid",
-    "akd": "not implemented yet: needs the dlib 68-point landmark detector (issue #4)",
-    "aed": "not implemented yet: needs the dlib identity embedding (issue #4)",
-    "csim": "not implemented yet: needs the dlib identity embedding or ArcFace (issue #4)",
-    "prmse": "not implemented yet: needs the dlib 68-point landmarks for solvePnP (issue #4)",
 }
+#: Face metrics (dagan.face, dlib): what each compares with, and how.
+FACE_METRICS = {
+    "akd": ("driving", "mean absolute difference of dlib's 68 landmarks (pixels) between driving and generated "
+            "(first-order-model's cmp.py; HOG detector, largest face)"),
+    "aed": ("driving", "squared L2 distance between L2-normalised dlib 128-d embeddings of driving and generated"),
+    "csim": ("source", "cosine similarity between dlib 128-d embeddings of source and generated"),
+    "prmse": ("driving", "RMSE in degrees of (pitch, yaw, roll) between driving and generated, solved from six "
+              "dlib landmarks against a generic 3-D face with focal = width (not img2pose)"),
+}  # fmt: skip
 LSE_PROTOCOL = (
     "syncnet_python evaluate: 25 fps, 16 kHz mono MFCC (python_speech_features), 5-frame windows, vshift 15, "
     "frames resized to 224x224 and fed BGR; LSE-D = min over shifts of the mean distance, LSE-C = median - min"
@@ -170,6 +176,24 @@ def evaluate(options: EvaluateOptions) -> dict:
         if name in NOT_YET_AVAILABLE:
             report[name] = _unavailable(name, "", NOT_YET_AVAILABLE[name])
 
+    face_metrics = []
+    for name in (m for m in FACE_METRICS if m in options.metrics):
+        needs = FACE_METRICS[name][0]
+        if getattr(options, needs) is None:
+            report[name] = _unavailable(name, FACE_METRICS[name][1], f"needs --{needs} (or --eval-set)")
+        else:
+            face_metrics.append(name)
+    analyzer = None
+    if face_metrics:
+        try:
+            analyzer = FaceAnalyzer()
+        except DaganError as exc:
+            for name in face_metrics:
+                report[name] = _unavailable(name, FACE_METRICS[name][1], str(exc))
+            face_metrics = []
+    face_scores: dict[str, dict[str, list[float]]] = {name: {} for name in face_metrics}
+    faceless = dict.fromkeys(face_metrics, 0)
+
     scores = {name: {} for name in runnable}
     visuals: dict[str, list[np.ndarray]] = {}
     started = time.perf_counter()
@@ -191,6 +215,10 @@ def evaluate(options: EvaluateOptions) -> dict:
                     runnable.remove(name)
                     continue
                 scores[name].setdefault(item.name, []).append(value)
+            if face_metrics:
+                if index == 0:
+                    source_face = analyzer.analyze(source) if source is not None else None
+                _face_frame(analyzer, generated, driving, source_face, item.name, face_scores, faceless)
             if index == 0:
                 panels = [p for p in (source, driving, generated) if p is not None]
                 visuals[item.name] = [_same_size(p, generated) for p in panels]
@@ -207,11 +235,59 @@ def evaluate(options: EvaluateOptions) -> dict:
             "count": int(every.size),
             "per_item": per_item,
         }
+    for name in face_metrics:
+        report[name] = _face_report(name, face_scores[name], faceless[name])
     if {"lse_d", "lse_c"} & set(options.metrics):
         report.update(_lip_sync(items, options))
     report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS] if name in report}
     _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
     return report
+
+
+def _face_frame(
+    analyzer: FaceAnalyzer,
+    generated: np.ndarray,
+    driving: np.ndarray | None,
+    source_face: Face | None,
+    item: str,
+    scores: dict[str, dict[str, list[float]]],
+    faceless: dict[str, int],
+) -> None:
+    """Add one frame's face metrics; frames where a needed face is not found are counted, not scored."""
+    generated_face = analyzer.analyze(generated)
+    driving_face = analyzer.analyze(driving) if driving is not None and generated_face is not None else None
+    for name in scores:
+        other = source_face if FACE_METRICS[name][0] == "source" else driving_face
+        if generated_face is None or other is None:
+            faceless[name] += 1
+            continue
+        if name == "akd":
+            value = float(np.mean(np.abs(other.landmarks - generated_face.landmarks)))
+        elif name == "aed":
+            a = other.embedding / np.linalg.norm(other.embedding)
+            b = generated_face.embedding / np.linalg.norm(generated_face.embedding)
+            value = float(np.sum((a - b) ** 2))
+        elif name == "csim":
+            a, b = other.embedding, generated_face.embedding
+            value = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        else:  # prmse: squared angle errors, averaged over the three angles, rooted after averaging frames
+            h, w = generated.shape[:2]
+            difference = head_pose(other.landmarks, w, h) - head_pose(generated_face.landmarks, w, h)
+            value = float(np.mean(difference**2))
+        scores[name].setdefault(item, []).append(value)
+
+
+def _face_report(name: str, per_frame: dict[str, list[float]], faceless: int) -> dict:
+    protocol = FACE_METRICS[name][1]
+    if not per_frame:
+        return _unavailable(name, protocol, f"no face found in any of the {faceless} frames")
+    every = np.concatenate([np.asarray(v) for v in per_frame.values()])
+    if name == "prmse":
+        value, per_item = float(np.sqrt(every.mean())), {k: float(np.sqrt(np.mean(v))) for k, v in per_frame.items()}
+    else:
+        value, per_item = float(every.mean()), {k: float(np.mean(v)) for k, v in per_frame.items()}
+    return {"value": value, "protocol": protocol, "count": int(every.size), "per_item": per_item,
+            "frames_without_face": faceless}  # fmt: skip
 
 
 def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str, dict]:

@@ -1,0 +1,123 @@
+"""Face toolkit on dlib (``pip install 'dagan[face]'``): detection, 68 landmarks, identity embeddings, head pose.
+
+dlib-bin and face-recognition-models ship their weights on PyPI, so everything here works offline.
+Detection is dlib's HOG detector by default, or its CNN (MMOD) detector; landmarks are the iBUG
+68-point shape predictor; identities are dlib's 128-d ResNet embedding. Head pose is solved from
+six landmarks against a generic 3-D face (not img2pose).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.spatial.transform import Rotation
+
+from dagan.errors import DaganError
+from dagan.io.image import to_uint8
+
+Detector = Literal["hog", "cnn"]
+
+#: A generic head in millimetres-like units (x right, y up, z towards the camera), for the landmarks
+#: nose tip (30), chin (8), outer eye corners (36, 45) and mouth corners (48, 54).
+GENERIC_FACE_POINTS = np.array(
+    [[0.0, 0.0, 0.0], [0.0, -330.0, -65.0], [-225.0, 170.0, -135.0], [225.0, 170.0, -135.0],
+     [-150.0, -150.0, -125.0], [150.0, -150.0, -125.0]]
+)  # fmt: skip
+POSE_LANDMARKS = [30, 8, 36, 45, 48, 54]
+
+
+def _model_folder() -> Path:
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.submodule_search_locations is None:
+        raise DaganError(
+            "face metrics need dlib's models: pip install 'dagan[face]' (dlib-bin, face-recognition-models)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+@cache
+def _dlib():
+    try:
+        import dlib
+    except ImportError:
+        raise DaganError(
+            "face metrics need dlib: pip install 'dagan[face]' (dlib-bin, face-recognition-models)"
+        ) from None
+    return dlib
+
+
+@cache
+def _models(detector: Detector):
+    dlib, folder = _dlib(), _model_folder()
+    find = (
+        dlib.get_frontal_face_detector()
+        if detector == "hog"
+        else dlib.cnn_face_detection_model_v1(str(folder / "mmod_human_face_detector.dat"))
+    )
+    shape = dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat"))
+    identity = dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat"))
+    return find, shape, identity
+
+
+@dataclass
+class Face:
+    """The largest face of an image: its box (left, top, right, bottom), 68 landmarks (x, y) and embedding."""
+
+    box: tuple[int, int, int, int]
+    landmarks: np.ndarray  # (68, 2) pixels
+    embedding: np.ndarray  # (128,)
+
+
+class FaceAnalyzer:
+    """Detect the largest face of RGB images and describe it."""
+
+    def __init__(self, detector: Detector = "hog", upsample: int = 1):
+        self.detector = detector
+        self.upsample = upsample
+        self._find, self._shape, self._identity = _models(detector)
+
+    def analyze(self, image: np.ndarray) -> Face | None:
+        """The largest face of an RGB image ([0, 1] float or uint8), or None when none is found."""
+        pixels = np.ascontiguousarray(image if image.dtype == np.uint8 else to_uint8(image))[..., :3]
+        found = self._find(pixels, self.upsample)
+        rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
+        if not rects:
+            return None
+        rect = max(rects, key=lambda r: r.width() * r.height())
+        shape = self._shape(pixels, rect)
+        landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        embedding = np.array(self._identity.compute_face_descriptor(pixels, shape), dtype=np.float64)
+        return Face((rect.left(), rect.top(), rect.right(), rect.bottom()), landmarks, embedding)
+
+
+def head_pose(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(pitch, yaw, roll) in degrees from 68 landmarks: a pinhole camera with focal = width, least squares."""
+    image_points = landmarks[POSE_LANDMARKS]
+    focal, centre = float(width), np.array([width / 2, height / 2])
+
+    # Model axes (y up, z towards the camera) to camera axes (y down, z forwards).
+    model = GENERIC_FACE_POINTS * np.array([1.0, -1.0, -1.0])
+
+    def residuals(params: np.ndarray) -> np.ndarray:
+        camera = Rotation.from_rotvec(params[:3]).apply(model) + params[3:]
+        return (camera[:, :2] * focal / camera[:, 2:3] + centre - image_points).ravel()
+
+    depth = focal * 450.0 / max(np.ptp(image_points[:, 0]), 1.0)  # the model's eye span over the image's
+    start = np.array([0.0, 0.0, 0.0, 0.0, 0.0, depth])
+    solution = least_squares(residuals, start, method="lm")
+    pitch, yaw, roll = Rotation.from_rotvec(solution.x[:3]).as_euler("xyz", degrees=True)
+    return np.array([pitch, yaw, roll])
+
+
+def normalized_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """Landmarks centred on their mean and scaled by their convex hull's square root area (best-frame search)."""
+    from scipy.spatial import ConvexHull
+
+    centred = landmarks - landmarks.mean(axis=0)
+    return centred / np.sqrt(ConvexHull(landmarks).volume)

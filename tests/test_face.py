@@ -1,0 +1,68 @@
+"""The dlib face toolkit and the face metrics of ``dagan evaluate``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from dagan.cli import main
+from dagan.face import GENERIC_FACE_POINTS, POSE_LANDMARKS, head_pose
+from dagan.io.image import read_image, write_png
+
+from .conftest import DATA
+
+PORTRAIT = DATA / "src_256.png"
+needs_portrait = pytest.mark.skipif(not PORTRAIT.is_file(), reason=f"sample portrait not found at {PORTRAIT}")
+dlib = pytest.importorskip("dlib", reason="the face metrics need dlib (pip install 'dagan[face]')")
+
+
+@pytest.mark.parametrize("angles", [(10.0, -20.0, 5.0), (-12.0, 30.0, -8.0), (0.0, 0.0, 0.0)])
+def test_head_pose_recovers_a_known_rotation(angles):
+    model = GENERIC_FACE_POINTS * np.array([1.0, -1.0, -1.0])
+    camera = Rotation.from_euler("xyz", angles, degrees=True).apply(model) + np.array([20.0, -10.0, 2500.0])
+    landmarks = np.zeros((68, 2))
+    landmarks[POSE_LANDMARKS] = camera[:, :2] * 256 / camera[:, 2:3] + 128
+    assert np.allclose(head_pose(landmarks, 256, 256), angles, atol=1e-3)
+
+
+@needs_portrait
+def test_face_metrics_on_identical_and_shifted_portraits(tmp_path):
+    from dagan.face import FaceAnalyzer
+
+    portrait = read_image(PORTRAIT)[..., :3]
+    face = FaceAnalyzer().analyze(portrait)
+    assert face is not None and face.landmarks.shape == (68, 2) and face.embedding.shape == (128,)
+    shifted = np.roll(portrait, 6, axis=1)
+    for folder, images in (("gen", [portrait, shifted]), ("gt", [portrait, portrait]), ("src", [portrait, portrait])):
+        (tmp_path / folder).mkdir()
+        for name, image in zip(("same", "shifted"), images, strict=True):
+            write_png(tmp_path / folder / f"{name}.png", image)
+    out = tmp_path / "r"
+    argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--driving", str(tmp_path / "gt"),
+            "--source", str(tmp_path / "src"), "--out", str(out), "--metrics", "akd,aed,csim,prmse",
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["akd"]["per_item"]["same"] == 0 and report["aed"]["per_item"]["same"] == 0
+    assert report["csim"]["per_item"]["same"] == pytest.approx(1.0) and report["prmse"]["per_item"]["same"] == 0
+    # A 6-pixel shift moves x by 6 and y by 0: a mean absolute difference of about 3.
+    assert 2.0 < report["akd"]["per_item"]["shifted"] < 4.0
+    assert 0 < report["aed"]["per_item"]["shifted"] < 0.1 and report["csim"]["per_item"]["shifted"] > 0.95
+    assert report["prmse"]["per_item"]["shifted"] < 5.0
+    assert all(report[m]["frames_without_face"] == 0 for m in ("akd", "aed", "csim", "prmse"))
+
+
+def test_faceless_frames_are_counted_and_reported(tmp_path):
+    for folder in ("gen", "gt"):
+        (tmp_path / folder).mkdir()
+        write_png(tmp_path / folder / "flat.png", np.full((128, 128, 3), 0.5))
+    out = tmp_path / "r"
+    argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--driving", str(tmp_path / "gt"), "--out", str(out),
+            "--metrics", "akd,csim", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert "no face found" in report["akd"]["unavailable"]
+    assert "--source" in report["csim"]["unavailable"]
