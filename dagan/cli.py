@@ -78,6 +78,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         relative=args.relative,
         adapt_scale=args.adapt_scale,
         best_frame=args.best_frame,
+        find_best_frame=args.find_best_frame,
         device=args.device,
         batch_size=args.batch_size,
         save_depth=args.save_depth,
@@ -358,7 +359,13 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "--adapt-scale", dest="adapt_scale", action="store_true", default=True, help="adapt movement scale (default)"
     )
     scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="use movement as it is")
-    p.add_argument("--best-frame", type=_non_negative_int, default=None, metavar="N", help="animate from frame N")
+    best = p.add_mutually_exclusive_group()
+    best.add_argument("--best-frame", type=_non_negative_int, default=None, metavar="N", help="animate from frame N")
+    best.add_argument(
+        "--find-best-frame",
+        action="store_true",
+        help="start from the driving frame whose face pose is closest to the source's (needs 'dagan[face]')",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument(
         "--batch-size",

@@ -9,6 +9,7 @@ six landmarks against a generic 3-D face (not img2pose).
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -121,3 +122,27 @@ def normalized_landmarks(landmarks: np.ndarray) -> np.ndarray:
 
     centred = landmarks - landmarks.mean(axis=0)
     return centred / np.sqrt(ConvexHull(landmarks).volume)
+
+
+def best_matching_frame(source: np.ndarray, frames: Iterable[np.ndarray], analyzer: FaceAnalyzer | None = None) -> int:
+    """Index of the frame whose normalised landmarks are closest (squared distance) to the source's.
+
+    This is how the original's ``--find_best_frame`` chooses where relative motion starts; frames
+    without a face are passed over.
+    """
+    analyzer = analyzer or FaceAnalyzer()
+    source_face = analyzer.analyze(source)
+    if source_face is None:
+        raise DaganError("--find-best-frame: no face found in the source image")
+    reference = normalized_landmarks(source_face.landmarks)
+    best, best_distance = None, np.inf
+    for index, frame in enumerate(frames):
+        face = analyzer.analyze(frame)
+        if face is None:
+            continue
+        distance = float(np.sum((normalized_landmarks(face.landmarks) - reference) ** 2))
+        if distance < best_distance:
+            best, best_distance = index, distance
+    if best is None:
+        raise DaganError("--find-best-frame: no face found in any driving frame")
+    return best

@@ -66,3 +66,26 @@ def test_faceless_frames_are_counted_and_reported(tmp_path):
     report = json.loads((out / "metrics.json").read_text())
     assert "no face found" in report["akd"]["unavailable"]
     assert "--source" in report["csim"]["unavailable"]
+
+
+@needs_portrait
+def test_find_best_frame_picks_the_pose_closest_to_the_source(tmp_path, tiny_files, capsys):
+    from PIL import Image
+
+    from dagan.face import best_matching_frame
+
+    portrait = read_image(PORTRAIT)[..., :3]
+    tilted = np.asarray(Image.fromarray((portrait * 255).astype(np.uint8)).rotate(20, resample=Image.BILINEAR)) / 255
+    frames = [np.full_like(portrait, 0.4), tilted, np.roll(portrait, (5, -4), axis=(0, 1)), tilted]
+    assert best_matching_frame(portrait, frames) == 2
+    driving = tmp_path / "driving"
+    driving.mkdir()
+    for i, frame in enumerate(frames):
+        write_png(driving / f"{i:04d}.png", frame)
+    argv = ["animate", "--source", str(PORTRAIT), "--driving", str(driving), "--checkpoint",
+            str(tiny_files["checkpoint"]), "--depth-weights", str(tiny_files["depth"]), "--find-best-frame",
+            "--output", str(tmp_path / "out.mp4")]  # fmt: skip
+    assert main(argv) == 0
+    assert "best driving frame: 2" in capsys.readouterr().err
+    with pytest.raises(Exception, match="no face found in the source"):
+        best_matching_frame(np.full_like(portrait, 0.5), frames)

@@ -284,6 +284,7 @@ def animate_files(
     relative: bool = True,
     adapt_scale: bool = True,
     best_frame: int | None = None,
+    find_best_frame: bool = False,
     device: str = "auto",
     batch_size: int | None = None,
     save_depth: str | Path | None = None,
@@ -296,6 +297,13 @@ def animate_files(
     started = time.perf_counter()
     source_image = read_image(source)
     info = probe_video(driving)
+    if find_best_frame:
+        from dagan.face import best_matching_frame
+
+        frames = tqdm(iter_frames(info), total=info.frame_count, disable=quiet, file=sys.stderr, desc="best frame")
+        best_frame = best_matching_frame(source_image, frames)
+        if not quiet:
+            print(f"best driving frame: {best_frame}", file=sys.stderr)
     if best_frame is not None and (best_frame < 0 or (info.frame_count and best_frame >= info.frame_count)):
         raise DaganError(f"--best-frame {best_frame} is outside the driving video's {info.frame_count} frames")
     to_directory = _is_directory_output(output)
