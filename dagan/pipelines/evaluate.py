@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from dagan.errors import DaganError
@@ -25,9 +26,11 @@ from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.plots import image_grid, write_histogram
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video, read_audio
+from dagan.metrics.fid import feature_statistics, frechet_distance
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
 from dagan.metrics.lse import SAMPLE_RATE, lip_sync_score
 from dagan.metrics.niqe import niqe
+from dagan.metrics.weights import MissingWeightsError, load_fid_inception, load_lpips
 from dagan.nn.syncnet import SyncNet
 from dagan.pipelines.distributed import select_device
 
@@ -43,11 +46,12 @@ FRAME_METRICS = {
 }
 _FUNCTIONS = {"psnr": psnr, "ssim": ssim_skimage, "ssim_gaussian": ssim_gaussian, "l1": l1, "niqe": niqe}
 
-#: Metrics that this version cannot compute yet, and why.
-NOT_YET_AVAILABLE = {
-    "lpips": "not implemented yet: the lpips AlexNet network is still to be written (issue #4)",
-    "fid": "not implemented yet: pytorch-fid's Inception network is still to be written (issue #4); "
-    "the Fréchet distance itself is in dagan.metrics.fid",
+#: Metrics computed by networks whose weights the user supplies (or the torch hub cache holds).
+NETWORK_METRICS = {
+    "lpips": "LPIPS v0.1, AlexNet trunk (the lpips package's lin layers, shipped), inputs in [-1, 1], "
+    "against the driving frame",
+    "fid": "FID: pytorch-fid's Inception (pt_inception-2015-12-05) pool3 features of all generated and all driving "
+    "frames, Fréchet distance with scipy sqrtm",
 }
 #: Face metrics (dagan.face, dlib): what each compares with, and how.
 FACE_METRICS = {
@@ -86,6 +90,8 @@ class EvaluateOptions:
     max_samples: int | None = None
     save_visuals: bool = False
     syncnet_weights: Path | None = None
+    lpips_weights: Path | None = None
+    fid_weights: Path | None = None
     device: str = "auto"
     batch_size: int = 20
     quiet: bool = False
@@ -172,9 +178,7 @@ def evaluate(options: EvaluateOptions) -> dict:
             report[name] = _unavailable(name, FRAME_METRICS[name][1], "needs --driving (or --eval-set)")
         else:
             runnable.append(name)
-    for name in options.metrics:
-        if name in NOT_YET_AVAILABLE:
-            report[name] = _unavailable(name, "", NOT_YET_AVAILABLE[name])
+    networks = _NetworkMetrics(options, report)
 
     face_metrics = []
     for name in (m for m in FACE_METRICS if m in options.metrics):
@@ -215,6 +219,7 @@ def evaluate(options: EvaluateOptions) -> dict:
                     runnable.remove(name)
                     continue
                 scores[name].setdefault(item.name, []).append(value)
+            networks.add(item.name, generated, driving)
             if face_metrics:
                 if index == 0:
                     source_face = analyzer.analyze(source) if source is not None else None
@@ -235,6 +240,7 @@ def evaluate(options: EvaluateOptions) -> dict:
             "count": int(every.size),
             "per_item": per_item,
         }
+    report.update(networks.finish())
     for name in face_metrics:
         report[name] = _face_report(name, face_scores[name], faceless[name])
     if {"lse_d", "lse_c"} & set(options.metrics):
@@ -242,6 +248,76 @@ def evaluate(options: EvaluateOptions) -> dict:
     report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS] if name in report}
     _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
     return report
+
+
+class _NetworkMetrics:
+    """LPIPS and FID: frames are batched through the networks, features computed once per frame."""
+
+    def __init__(self, options: EvaluateOptions, report: dict[str, dict]):
+        self.batch_size = options.batch_size
+        self.device = None
+        self.lpips = self.inception = None
+        wanted = [m for m in NETWORK_METRICS if m in options.metrics]
+        for name in wanted:
+            if options.driving is None:
+                report[name] = _unavailable(name, NETWORK_METRICS[name], "needs --driving (or --eval-set)")
+                continue
+            given = options.lpips_weights if name == "lpips" else options.fid_weights
+            try:
+                network = load_lpips(given) if name == "lpips" else load_fid_inception(given)
+            except MissingWeightsError as exc:
+                report[name] = _unavailable(name, NETWORK_METRICS[name], str(exc))
+                continue
+            self.device = self.device or select_device(options.device)
+            setattr(self, "lpips" if name == "lpips" else "inception", network.eval().to(self.device))
+        self.pending: list[tuple[str, np.ndarray, np.ndarray]] = []
+        self.lpips_scores: dict[str, list[float]] = {}
+        self.features: dict[str, list[np.ndarray]] = {"generated": [], "driving": []}
+
+    def add(self, item: str, generated: np.ndarray, driving: np.ndarray | None) -> None:
+        if (self.lpips is None and self.inception is None) or driving is None:
+            return
+        if self.pending and self.pending[0][1].shape != generated.shape:
+            self._flush()
+        self.pending.append((item, generated, driving))
+        if len(self.pending) >= self.batch_size:
+            self._flush()
+
+    @torch.inference_mode()
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+
+        def batch(index: int) -> torch.Tensor:
+            stacked = np.stack([entry[index] for entry in self.pending]).transpose(0, 3, 1, 2)
+            return torch.from_numpy(np.ascontiguousarray(stacked)).float().to(self.device)
+
+        generated, driving = batch(1), batch(2)
+        if self.lpips is not None:
+            for (item, _, _), value in zip(self.pending, self.lpips(generated, driving).cpu().tolist(), strict=True):
+                self.lpips_scores.setdefault(item, []).append(float(value))
+        if self.inception is not None:
+            self.features["generated"].append(self.inception(generated).double().cpu().numpy())
+            self.features["driving"].append(self.inception(driving).double().cpu().numpy())
+        self.pending = []
+
+    def finish(self) -> dict[str, dict]:
+        self._flush()
+        out = {}
+        if self.lpips is not None and self.lpips_scores:
+            every = np.concatenate([np.asarray(v) for v in self.lpips_scores.values()])
+            out["lpips"] = {"value": float(every.mean()), "protocol": NETWORK_METRICS["lpips"],
+                            "count": int(every.size),
+                            "per_item": {k: float(np.mean(v)) for k, v in self.lpips_scores.items()}}  # fmt: skip
+        if self.inception is not None and self.features["generated"]:
+            generated = np.concatenate(self.features["generated"])
+            driving = np.concatenate(self.features["driving"])
+            if len(generated) < 2:
+                return {**out, "fid": _unavailable("fid", NETWORK_METRICS["fid"], "FID needs at least two frames")}
+            distance = frechet_distance(*feature_statistics(generated), *feature_statistics(driving))
+            out["fid"] = {"value": distance, "protocol": NETWORK_METRICS["fid"], "count": len(generated),
+                          "per_item": {}}  # fmt: skip
+        return out
 
 
 def _face_frame(

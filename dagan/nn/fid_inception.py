@@ -1,0 +1,87 @@
+"""The Inception v3 that pytorch-fid uses (the TF FID graph ported): pool3 features for FID.
+
+It differs from torchvision's Inception v3 in 1008 classes and in the pooling branches: average
+pooling that ignores padding in the A, C and first E blocks, and max pooling in the last E block.
+Inputs in [0, 1] are resized to 299x299 (bilinear) and mapped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import inception
+
+
+def _average_without_padding(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+def _max(x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+class _FidPooling:
+    """Recompute the pooling branch of a torchvision block with FID's pooling."""
+
+    pool = staticmethod(_average_without_padding)
+
+    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        outputs = super()._forward(x)
+        outputs[-1] = self.branch_pool(self.pool(x))
+        return outputs
+
+
+class FidInceptionA(_FidPooling, inception.InceptionA):
+    """InceptionA with padding-free average pooling."""
+
+
+class FidInceptionC(_FidPooling, inception.InceptionC):
+    """InceptionC with padding-free average pooling."""
+
+
+class FidInceptionE1(_FidPooling, inception.InceptionE):
+    """The first InceptionE, with padding-free average pooling."""
+
+
+class FidInceptionE2(_FidPooling, inception.InceptionE):
+    """The last InceptionE, with max pooling."""
+
+    pool = staticmethod(_max)
+
+
+class FidInception(nn.Module):
+    """pool3 (2048-d) features; the state dict has torchvision's Inception v3 keys (``fc`` of 1008 classes)."""
+
+    def __init__(self):
+        super().__init__()
+        net = inception.Inception3(
+            num_classes=1008,
+            aux_logits=False,
+            init_weights=False,
+            inception_blocks=[
+                inception.BasicConv2d,
+                FidInceptionA,
+                inception.InceptionB,
+                FidInceptionC,
+                inception.InceptionD,
+                FidInceptionE1,
+                inception.InceptionAux,
+            ],
+        )
+        net.Mixed_7c = FidInceptionE2(2048)
+        for name, module in net.named_children():
+            self.add_module(name, module)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 2048) pool3 features of (B, 3, H, W) images in [0, 1]."""
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False) * 2 - 1
+        x = self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x)))
+        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x))
+        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
+            x = getattr(self, name)(x)
+        for name in ("Mixed_7a", "Mixed_7b", "Mixed_7c"):
+            x = getattr(self, name)(x)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)

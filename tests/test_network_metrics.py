@@ -1,0 +1,96 @@
+"""LPIPS and FID networks against the reference packages (lpips, pytorch-fid) with shared random weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from dagan.cli import main
+from dagan.io.image import write_png
+from dagan.metrics.weights import load_fid_inception, load_lpips
+from dagan.nn.fid_inception import FidInception
+from dagan.nn.init import randomise_
+
+
+@pytest.fixture(scope="module")
+def alexnet_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hub") / "alexnet.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hub") / "pt_inception.pth"
+    network = FidInception()
+    randomise_(network, torch.Generator().manual_seed(1))
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def test_lpips_matches_the_lpips_package(alexnet_file):
+    reference_package = pytest.importorskip("lpips")
+    ours = load_lpips(alexnet_file).eval()
+    reference = reference_package.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
+    trunk = torch.load(alexnet_file, weights_only=True)
+    slices = [
+        reference.net.slice1,
+        reference.net.slice2,
+        reference.net.slice3,
+        reference.net.slice4,
+        reference.net.slice5,
+    ]
+    for module in slices:
+        for name, layer in module.named_children():
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.data.copy_(trunk[f"features.{name}.weight"])
+                layer.bias.data.copy_(trunk[f"features.{name}.bias"])
+    rng = np.random.default_rng(0)
+    a, b = (torch.from_numpy(rng.random((3, 3, 64, 80))).float() for _ in range(2))
+    with torch.no_grad():
+        expected = reference(a, b, normalize=True).flatten()
+        got = ours(a, b)
+    assert torch.allclose(got, expected, atol=1e-6, rtol=1e-5)
+    assert float(ours(a, a).abs().max()) == 0.0
+
+
+@pytest.mark.slow
+def test_fid_inception_matches_pytorch_fid(inception_file, monkeypatch):
+    reference_package = pytest.importorskip("pytorch_fid.inception")
+    state = torch.load(inception_file, weights_only=True)
+    monkeypatch.setattr(reference_package, "load_state_dict_from_url", lambda *args, **kwargs: state)
+    reference = reference_package.InceptionV3([3], resize_input=True, normalize_input=True).eval()
+    ours = load_fid_inception(inception_file).eval()
+    images = torch.from_numpy(np.random.default_rng(1).random((2, 3, 128, 128))).float()
+    with torch.no_grad():
+        expected = reference(images)[0].flatten(1)
+        got = ours(images)
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_evaluate_with_network_weights_and_fid_of_a_set_with_itself(alexnet_file, inception_file, tmp_path):
+    rng = np.random.default_rng(2)
+    for folder in ("gen", "gt", "other"):
+        (tmp_path / folder).mkdir()
+    for i in range(4):
+        truth = rng.random((64, 64, 3))
+        write_png(tmp_path / "gt" / f"{i}.png", truth)
+        write_png(tmp_path / "gen" / f"{i}.png", truth)
+        write_png(tmp_path / "other" / f"{i}.png", np.clip(truth * 0.5 + 0.4, 0, 1))
+    runs = {}
+    for generated in ("gen", "other"):
+        out = tmp_path / f"report_{generated}"
+        argv = ["evaluate", "--generated", str(tmp_path / generated), "--driving", str(tmp_path / "gt"),
+                "--out", str(out), "--metrics", "lpips,fid", "--lpips-weights", str(alexnet_file),
+                "--fid-weights", str(inception_file), "--batch-size", "3", "--device", "cpu", "--quiet"]  # fmt: skip
+        assert main(argv) == 0
+        runs[generated] = json.loads((out / "metrics.json").read_text())
+    assert runs["gen"]["lpips"]["value"] == 0.0 and runs["gen"]["lpips"]["count"] == 4
+    assert abs(runs["gen"]["fid"]["value"]) < 1e-6
+    assert runs["other"]["lpips"]["value"] > 0 and runs["other"]["fid"]["value"] > 1e-3
