@@ -67,10 +67,11 @@ def test_reproduction_layout_and_metrics_without_references(tmp_path):
     (tmp_path / "set" / "src").rename(tmp_path / "set" / "source_self")
     out = tmp_path / "r"
     argv = ["evaluate", "--eval-set", str(tmp_path / "set"), "--generated", "generate_dagan_self", "--out", str(out),
-            "--metrics", "l1,niqe", "--max-samples", "1", "--quiet"]  # fmt: skip
+            "--metrics", "l1,niqe,aucon", "--max-samples", "1", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
-    assert set(report) == {"l1", "niqe"} and report["l1"]["count"] == 1
+    assert set(report) == {"l1", "niqe", "aucon"} and report["l1"]["count"] == 1
+    assert "action-unit detector" in report["aucon"]["unavailable"]
     # NIQE needs neither driving nor source; L1 without --driving says what it needs.
     out2 = tmp_path / "r2"
     assert main(["evaluate", "--generated", str(tmp_path / "set" / "generate_dagan_self"), "--out", str(out2),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import correlate, uniform_filter
+from scipy.ndimage import correlate1d, uniform_filter
 
 from dagan.metrics.matlab import fspecial_gaussian
 
@@ -52,10 +52,12 @@ def _per_channel(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndar
 
 def ssim_gaussian(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid region (MATLAB / BasicSR)."""
-    window = fspecial_gaussian(11, 1.5)
+    # fspecial's Gaussian is separable: two 1-D passes give the same window sums, 5x faster.
+    taps = fspecial_gaussian(11, 1.5).sum(axis=0)
 
     def mean(z: np.ndarray) -> np.ndarray:
-        return correlate(z, window, mode="constant")[5:-5, 5:-5]
+        rows = correlate1d(z, taps, axis=0, mode="constant")
+        return correlate1d(rows, taps, axis=1, mode="constant")[5:-5, 5:-5]
 
     return float(np.mean([_ssim_map(x, y, mean).mean() for x, y in _per_channel(a, b)]))
 

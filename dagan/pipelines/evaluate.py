@@ -35,6 +35,12 @@ from dagan.nn.syncnet import SyncNet
 from dagan.pipelines.distributed import select_device
 
 ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
+#: Accepted by name, never computed here (see ``UNAVAILABLE``).
+OTHER_METRICS = ("aucon",)
+UNAVAILABLE = {
+    "aucon": "AUCON needs an action-unit detector (OpenFace or py-feat with its models), which cannot be "
+    "installed offline and is not wired in"
+}
 
 #: What each frame metric compares the generated frame with, and how it is computed.
 FRAME_METRICS = {
@@ -161,9 +167,9 @@ def _same_size(reference: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 def evaluate(options: EvaluateOptions) -> dict:
     """Compute the requested metrics and write metrics.json, metrics.txt and plots under ``options.out``."""
-    unknown = sorted(set(options.metrics) - set(ALL_METRICS))
+    unknown = sorted(set(options.metrics) - set(ALL_METRICS) - set(OTHER_METRICS))
     if unknown:
-        raise DaganError(f"unknown metric {unknown[0]!r}; choose from {','.join(ALL_METRICS)}")
+        raise DaganError(f"unknown metric {unknown[0]!r}; choose from {','.join(ALL_METRICS + OTHER_METRICS)}")
     items = pair_items(options.generated, options.driving, options.source)
     if options.max_samples is not None:
         items = items[: options.max_samples]
@@ -178,6 +184,9 @@ def evaluate(options: EvaluateOptions) -> dict:
             report[name] = _unavailable(name, FRAME_METRICS[name][1], "needs --driving (or --eval-set)")
         else:
             runnable.append(name)
+    for name in OTHER_METRICS:
+        if name in options.metrics:
+            report[name] = _unavailable(name, "", UNAVAILABLE[name])
     networks = _NetworkMetrics(options, report)
 
     face_metrics = []
@@ -245,7 +254,7 @@ def evaluate(options: EvaluateOptions) -> dict:
         report[name] = _face_report(name, face_scores[name], faceless[name])
     if {"lse_d", "lse_c"} & set(options.metrics):
         report.update(_lip_sync(items, options))
-    report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS] if name in report}
+    report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS, *OTHER_METRICS] if name in report}
     _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
     return report
 

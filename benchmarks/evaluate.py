@@ -1,0 +1,121 @@
+"""Throughput of ``dagan evaluate`` on this machine: pairs/s for the full image metric set, and per group.
+
+Pairs are frames of the sample driving video (or a synthetic pattern when ../shared is absent),
+256x256: generated = frame i shifted by two pixels, driving = frame i, source = frame 0. The
+network metrics use deterministic random weights (the pretrained ones cannot be downloaded here;
+the cost is the same). LSE is timed separately on a 3-second 25 fps video with audio.
+
+    python benchmarks/evaluate.py [--pairs 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fixtures import sample_frames  # noqa: E402
+
+from dagan.io.image import write_png  # noqa: E402
+from dagan.metrics.fid import feature_statistics, frechet_distance  # noqa: E402
+from dagan.nn.fid_inception import FidInception  # noqa: E402
+from dagan.nn.init import randomise_  # noqa: E402
+from dagan.nn.syncnet import SyncNet  # noqa: E402
+from dagan.pipelines.evaluate import EvaluateOptions, evaluate  # noqa: E402
+
+GROUPS = {
+    "psnr, ssim (both), l1": "psnr,ssim,l1",
+    "niqe": "niqe",
+    "lpips": "lpips",
+    "fid": "fid",
+    "akd, aed, csim, prmse (dlib)": "akd,aed,csim,prmse",
+    "all image metrics": "psnr,ssim,l1,lpips,fid,niqe,akd,aed,csim,prmse",
+}
+# FID's per-run cost is measured alone and taken out of the per-pair figures.
+
+
+def main() -> None:
+    """Write the pairs and weights, time each metric group, print a table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", type=int, default=32)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dagan-eval-bench-") as tmp:
+        root = Path(tmp)
+        frames = sample_frames()
+        for folder in ("gen", "gt", "src"):
+            (root / folder).mkdir()
+        for i in range(args.pairs):
+            frame = frames[(i * 5) % len(frames)]
+            write_png(root / "gt" / f"{i:04d}.png", frame)
+            write_png(root / "gen" / f"{i:04d}.png", np.roll(frame, 2, axis=1))
+            write_png(root / "src" / f"{i:04d}.png", frames[0])
+        torch.manual_seed(0)
+        torch.save(torchvision.models.alexnet(weights=None).state_dict(), root / "alexnet.pth")
+        torch.save(randomise_(FidInception(), torch.Generator().manual_seed(1)).state_dict(), root / "inception.pth")
+        rows = []
+        features = np.random.default_rng(0).normal(size=(args.pairs, 2048))
+        started = time.perf_counter()
+        frechet_distance(*feature_statistics(features), *feature_statistics(features + 0.1))
+        fixed = time.perf_counter() - started
+        for label, metrics in GROUPS.items():
+            options = EvaluateOptions(
+                generated=root / "gen", driving=root / "gt", source=root / "src", out=root / "report",
+                metrics=tuple(metrics.split(",")), lpips_weights=root / "alexnet.pth",
+                fid_weights=root / "inception.pth", device="cpu", quiet=True,
+            )  # fmt: skip
+            started = time.perf_counter()
+            evaluate(options)
+            seconds = time.perf_counter() - started
+            if "fid" in metrics:  # the 2048x2048 matrix square root is paid once per run, not per pair
+                seconds -= fixed
+            rows.append((label, f"{args.pairs / seconds:.2f} pairs/s  ({seconds / args.pairs:.3f} s/pair)"))
+        rows.append(("fid: Fréchet distance, once per run (2048-d sqrtm)", f"{fixed:.1f} s"))
+        (root / "video").mkdir()
+        _write_talking_video(root / "video" / "talk.mp4", [np.asarray(f) for f in frames[:75]])
+        torch.save(randomise_(SyncNet(), torch.Generator().manual_seed(2)).state_dict(), root / "syncnet.model")
+        options = EvaluateOptions(
+            generated=root / "video", out=root / "report_lse", metrics=("lse_d", "lse_c"),
+            syncnet_weights=root / "syncnet.model", device="cpu", quiet=True,
+        )  # fmt: skip
+        started = time.perf_counter()
+        evaluate(options)
+        rows.append(("lse_d, lse_c (75-frame video)", f"{time.perf_counter() - started:.2f} s/video"))
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, {args.pairs} pairs of 256x256")
+        width = max(len(name) for name, _ in rows)
+        for name, value in rows:
+            print(f"{name:<{width}}  {value}")
+
+
+def _write_talking_video(path: Path, frames: list[np.ndarray]) -> None:
+    """H.264 frames at 25 fps with a 16 kHz mono tone of the same length (AAC)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for frame in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        t = np.arange(len(frames) * 640) / 16000
+        tone = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)[None],
+                                          format="fltp", layout="mono")  # fmt: skip
+        tone.sample_rate = 16000
+        for packet in audio.encode(tone):
+            container.mux(packet)
+        for packet in audio.encode(None):
+            container.mux(packet)
+
+
+if __name__ == "__main__":
+    main()
