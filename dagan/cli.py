@@ -511,6 +511,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         syncnet_weights=Path(args.syncnet_weights) if args.syncnet_weights else None,
         lpips_weights=Path(args.lpips_weights) if args.lpips_weights else None,
         fid_weights=Path(args.fid_weights) if args.fid_weights else None,
+        arcface_weights=Path(args.arcface_weights) if args.arcface_weights else None,
         device=args.device,
         batch_size=args.batch_size,
         quiet=args.quiet,

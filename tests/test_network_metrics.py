@@ -94,3 +94,39 @@ def test_evaluate_with_network_weights_and_fid_of_a_set_with_itself(alexnet_file
     assert runs["gen"]["lpips"]["value"] == 0.0 and runs["gen"]["lpips"]["count"] == 4
     assert abs(runs["gen"]["fid"]["value"]) < 1e-6
     assert runs["other"]["lpips"]["value"] > 0 and runs["other"]["fid"]["value"] > 1e-3
+
+
+def test_csim_with_arcface_weights(tmp_path):
+    from dagan.nn.arcface import ArcFaceResNet18, arcface_input
+
+    network = randomise_(ArcFaceResNet18(), torch.Generator().manual_seed(3)).eval()
+    weights = tmp_path / "arcface_resnet18.pth"
+    torch.save({f"module.{k}": v for k, v in network.state_dict().items()}, weights)  # as DataParallel saved it
+    rng = np.random.default_rng(4)
+    for folder in ("gen", "src"):
+        (tmp_path / folder).mkdir()
+    source = rng.random((96, 96, 3))
+    write_png(tmp_path / "src" / "a.png", source)
+    write_png(tmp_path / "src" / "b.png", source)
+    write_png(tmp_path / "gen" / "a.png", source)
+    other = rng.random((96, 96, 3))
+    write_png(tmp_path / "gen" / "b.png", other)
+    out = tmp_path / "r"
+    argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--source", str(tmp_path / "src"), "--out", str(out),
+            "--metrics", "csim", "--arcface-weights", str(weights), "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())["csim"]
+    assert "ArcFace" in report["protocol"] and report["per_item"]["a"] == pytest.approx(1.0)
+
+    def embed(image):
+        from dagan.io.image import read_image
+
+        batch = torch.from_numpy(read_image(image).transpose(2, 0, 1)[None].copy()).float()
+        with torch.no_grad():
+            e = network(arcface_input(batch))[0].double()
+        return e / e.norm()
+
+    expected = float(embed(tmp_path / "src" / "b.png") @ embed(tmp_path / "gen" / "b.png"))
+    assert report["per_item"]["b"] == pytest.approx(expected, abs=1e-6) and expected < 0.999
+    assert main([*argv[:-3], "--arcface-weights", str(tmp_path / "missing.pth"), "--quiet"]) == 0
+    assert "missing.pth" in json.loads((out / "metrics.json").read_text())["csim"]["unavailable"]

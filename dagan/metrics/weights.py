@@ -10,6 +10,7 @@ import torch
 
 from dagan.errors import DaganError
 from dagan.io.checkpoint import load_strict, load_torch_file
+from dagan.nn.arcface import ArcFaceResNet18
 from dagan.nn.fid_inception import FidInception
 from dagan.nn.lpips import CHANNELS, LPIPS
 
@@ -54,4 +55,15 @@ def load_fid_inception(given: str | Path | None = None) -> FidInception:
     path = locate("fid", given)
     network = FidInception()
     load_strict(network, load_torch_file(path), "the FID Inception", str(path))
+    return network
+
+
+def load_arcface(path: str | Path) -> ArcFaceResNet18:
+    """GFPGAN's ``arcface_resnet18.pth`` (a ``module.`` prefix from DataParallel is accepted)."""
+    if not Path(path).is_file():
+        raise MissingWeightsError(f"weights not found at {path}")
+    state = load_torch_file(path)
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    network = ArcFaceResNet18()
+    load_strict(network, state, "the ArcFace ResNet-18", str(path))
     return network

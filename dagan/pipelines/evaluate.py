@@ -30,7 +30,8 @@ from dagan.metrics.fid import feature_statistics, frechet_distance
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
 from dagan.metrics.lse import SAMPLE_RATE, lip_sync_score
 from dagan.metrics.niqe import niqe
-from dagan.metrics.weights import MissingWeightsError, load_fid_inception, load_lpips
+from dagan.metrics.weights import MissingWeightsError, load_arcface, load_fid_inception, load_lpips
+from dagan.nn.arcface import arcface_input
 from dagan.nn.syncnet import SyncNet
 from dagan.pipelines.distributed import select_device
 
@@ -59,6 +60,10 @@ NETWORK_METRICS = {
     "fid": "FID: pytorch-fid's Inception (pt_inception-2015-12-05) pool3 features of all generated and all driving "
     "frames, Fréchet distance with scipy sqrtm",
 }
+ARCFACE_CSIM = (
+    "cosine similarity between GFPGAN ArcFace ResNet-18 embeddings (grey 128x128 in [-1, 1], whole frame) "
+    "of source and generated"
+)
 #: Face metrics (dagan.face, dlib): what each compares with, and how.
 FACE_METRICS = {
     "akd": ("driving", "mean absolute difference of dlib's 68 landmarks (pixels) between driving and generated "
@@ -97,6 +102,7 @@ class EvaluateOptions:
     save_visuals: bool = False
     syncnet_weights: Path | None = None
     lpips_weights: Path | None = None
+    arcface_weights: Path | None = None
     fid_weights: Path | None = None
     device: str = "auto"
     batch_size: int = 20
@@ -196,6 +202,15 @@ def evaluate(options: EvaluateOptions) -> dict:
             report[name] = _unavailable(name, FACE_METRICS[name][1], f"needs --{needs} (or --eval-set)")
         else:
             face_metrics.append(name)
+    arcface = None
+    if "csim" in face_metrics and options.arcface_weights is not None:
+        # With GFPGAN's ArcFace (as the DaGAN authors' evaluation), CSIM needs no face detector.
+        face_metrics.remove("csim")
+        try:
+            arcface = load_arcface(options.arcface_weights).eval()
+        except MissingWeightsError as exc:
+            report["csim"] = _unavailable("csim", ARCFACE_CSIM, str(exc))
+    arcface_scores: dict[str, list[float]] = {}
     analyzer = None
     if face_metrics:
         try:
@@ -229,6 +244,11 @@ def evaluate(options: EvaluateOptions) -> dict:
                     continue
                 scores[name].setdefault(item.name, []).append(value)
             networks.add(item.name, generated, driving)
+            if arcface is not None and source is not None:
+                if index == 0:
+                    source_identity = _arcface_embedding(arcface, source)
+                value = float(source_identity @ _arcface_embedding(arcface, generated))
+                arcface_scores.setdefault(item.name, []).append(value)
             if face_metrics:
                 if index == 0:
                     source_face = analyzer.analyze(source) if source is not None else None
@@ -250,6 +270,10 @@ def evaluate(options: EvaluateOptions) -> dict:
             "per_item": per_item,
         }
     report.update(networks.finish())
+    if arcface_scores:
+        every = np.concatenate([np.asarray(v) for v in arcface_scores.values()])
+        report["csim"] = {"value": float(every.mean()), "protocol": ARCFACE_CSIM, "count": int(every.size),
+                          "per_item": {k: float(np.mean(v)) for k, v in arcface_scores.items()}}  # fmt: skip
     for name in face_metrics:
         report[name] = _face_report(name, face_scores[name], faceless[name])
     if {"lse_d", "lse_c"} & set(options.metrics):
@@ -257,6 +281,14 @@ def evaluate(options: EvaluateOptions) -> dict:
     report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS, *OTHER_METRICS] if name in report}
     _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
     return report
+
+
+@torch.inference_mode()
+def _arcface_embedding(network: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    """The unit-length ArcFace embedding of an RGB frame in [0, 1]."""
+    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).float()
+    embedding = network(arcface_input(batch))[0].double().numpy()
+    return embedding / np.linalg.norm(embedding)
 
 
 class _NetworkMetrics:
