@@ -164,6 +164,23 @@ class Animator:
         return PreparedSource(image, depth, keypoints, encoding)
 
     @torch.inference_mode()
+    def animate_pairs(self, sources: list[np.ndarray], drivers: list[np.ndarray]) -> np.ndarray:
+        """Each source driven by its own driving image, with absolute keypoints, in one batch; (B, H, W, 3)."""
+        if len(sources) != len(drivers) or not sources:
+            raise ValueError("animate_pairs needs as many sources as drivers, at least one")
+        images = self._to_tensor([resize_frame(image, self.size) for image in sources])
+        source_depth, source_keypoints = self.depth_and_keypoints(images)
+        driving_depth, driving_keypoints = self.depth_and_keypoints(
+            self._to_tensor([resize_frame(image, self.size) for image in drivers])
+        )
+        with self._autocast():
+            encoding = self.networks.generator.encode_source(images, source_depth)
+            out = self.networks.generator(
+                images, driving_keypoints, source_keypoints, source_depth, driving_depth, encoding=encoding
+            )
+        return out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
+
+    @torch.inference_mode()
     def animate(
         self,
         source_image: np.ndarray,

@@ -220,6 +220,7 @@ def evaluate(options: EvaluateOptions) -> dict:
                 report[name] = _unavailable(name, FACE_METRICS[name][1], str(exc))
             face_metrics = []
     face_scores: dict[str, dict[str, list[float]]] = {name: {} for name in face_metrics}
+    source_faces: dict[Path, Face | None] = {}
     faceless = dict.fromkeys(face_metrics, 0)
 
     scores = {name: {} for name in runnable}
@@ -251,7 +252,9 @@ def evaluate(options: EvaluateOptions) -> dict:
                 arcface_scores.setdefault(item.name, []).append(value)
             if face_metrics:
                 if index == 0:
-                    source_face = analyzer.analyze(source) if source is not None else None
+                    if item.source is not None and item.source not in source_faces:
+                        source_faces[item.source] = analyzer.analyze(source)  # sources repeat across items
+                    source_face = source_faces.get(item.source)
                 _face_frame(analyzer, generated, driving, source_face, item.name, face_scores, faceless)
             if index == 0:
                 panels = [p for p in (source, driving, generated) if p is not None]

@@ -138,32 +138,39 @@ def generate(options: GenerateOptions) -> dict[str, int]:
     animator = Animator.from_checkpoint(options.checkpoint, options.depth_weights, device, options.inference)
     mine = pairs[rank::world]
     counts = {"written": 0, "skipped": 0}
-    for pair in tqdm(mine, unit="pair", disable=options.quiet or rank != 0, file=sys.stderr, desc="generate"):
+    todo = [pair for pair in mine if not output_path(out, pair).exists()]
+    counts["skipped"] = len(mine) - len(todo)
+    images = [pair for pair in todo if output_path(out, pair).suffix == ".png"]
+    videos = [pair for pair in todo if output_path(out, pair).suffix != ".png"]
+    bar = tqdm(total=len(todo), unit="pair", disable=options.quiet or rank != 0, file=sys.stderr, desc="generate")
+    # Image pairs go through the networks in batches, each source with its own driver. One driving
+    # image has no initial frame to take motion relative to: absolute keypoints.
+    step = options.batch_size or (8 if animator.device.type != "cpu" else 1)
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        predictions = animator.animate_pairs([_source_image(p) for p in chunk], [read_image(p.driving) for p in chunk])
+        for pair, prediction in zip(chunk, predictions, strict=True):
+            write_png(output_path(out, pair), prediction)
+        counts["written"] += len(chunk)
+        bar.update(len(chunk))
+    for pair in videos:
         target = output_path(out, pair)
-        if target.exists():
-            counts["skipped"] += 1
-            continue
         source = _source_image(pair)
-        if target.suffix == ".png":
-            # One driving image has no initial frame to take motion relative to: absolute keypoints.
-            frames = animator.animate(source, [read_image(pair.driving)], relative=False)
-            write_png(target, next(iter(frames)).prediction)
-        else:
-            info = probe_video(pair.driving)
-            # Self-reenactment reconstructs the driving frames (absolute keypoints, as the original's
-            # reconstruction mode); cross-identity transfers motion relative to the first frame.
-            relative = options.mode == "cross"
-            with atomic_output(target) as tmp:
-                writer = Mp4Writer(tmp, info.fps or Fraction(25))
-                try:
-                    frames = animator.animate(
-                        source, iter_frames(info), relative=relative, batch_size=options.batch_size
-                    )
-                    for frame in frames:
-                        writer.write(frame.prediction)
-                    writer.close()
-                except BaseException:
-                    writer.abort()
-                    raise
+        info = probe_video(pair.driving)
+        # Self-reenactment reconstructs the driving frames (absolute keypoints, as the original's
+        # reconstruction mode); cross-identity transfers motion relative to the first frame.
+        relative = options.mode == "cross"
+        with atomic_output(target) as tmp:
+            writer = Mp4Writer(tmp, info.fps or Fraction(25))
+            try:
+                frames = animator.animate(source, iter_frames(info), relative=relative, batch_size=options.batch_size)
+                for frame in frames:
+                    writer.write(frame.prediction)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
         counts["written"] += 1
+        bar.update(1)
+    bar.close()
     return counts
