@@ -10,10 +10,12 @@ import pytest
 
 from dagan.cli import main
 from dagan.io.image import read_image, to_uint8
-from dagan.io.video import read_video_frames
+from dagan.io.video import read_audio, read_video_frames
 from dagan.pipelines import generate as generate_module
 from dagan.pipelines.animate import Animator
 from dagan.pipelines.generate import GenerateOptions, generate, pairs_from_csv
+
+from .conftest import make_clip
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def pair_folders(tiny_files, tmp_path):
     write_png(sources / "a.png", frames[0])
     write_png(drivers / "a.png", frames[3])
     shutil.copy(tiny_files["source"], sources / "b.png")
-    shutil.copy(tiny_files["driving"], drivers / "b.mp4")
+    make_clip(drivers / "b.mp4", frames=6, size=64, audio=True)
     return sources, drivers
 
 
@@ -51,6 +53,7 @@ def test_folder_pairs_generate_then_evaluate(tiny_files, pair_folders, tmp_path,
     assert np.abs(read_image(out / "a.png") - to_uint8(expected.prediction) / 255.0).max() <= 1 / 255 + 1e-9
     video, _ = read_video_frames(out / "b.mp4")
     assert len(video) == len(read_video_frames(drivers / "b.mp4")[0])
+    assert read_audio(out / "b.mp4").size > 0  # the driving audio goes along, for the lip-sync metrics
     # Resume: finished outputs are skipped.
     assert main(_argv(tiny_files, out, "--source-dir", str(sources), "--driving-dir", str(drivers))) == 0
     assert "generated 0 outputs" in capsys.readouterr().out

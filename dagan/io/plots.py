@@ -41,14 +41,16 @@ def write_histogram(path: str | Path, values: np.ndarray, title: str) -> None:
 
 
 def image_grid(rows: list[list[np.ndarray]], labels: list[str] | None = None, cell: int = 128) -> np.ndarray:
-    """Rows of [0, 1] RGB images, each resized to ``cell`` pixels square, with an optional label per row."""
+    """Rows of RGB images ([0, 1] float or uint8), each resized to ``cell`` pixels square, labelled per row."""
     label_width = 160 if labels else 0
     columns = max(len(row) for row in rows)
     canvas = Image.new("RGB", (label_width + columns * cell, len(rows) * cell), "white")
     draw = ImageDraw.Draw(canvas)
     for r, row in enumerate(rows):
         for c, image in enumerate(row):
-            tile = Image.fromarray(to_uint8(np.asarray(image)[..., :3])).resize((cell, cell), Image.BILINEAR)
+            pixels = np.asarray(image)[..., :3]
+            pixels = pixels if pixels.dtype == np.uint8 else to_uint8(pixels)
+            tile = Image.fromarray(pixels).resize((cell, cell), Image.BILINEAR)
             canvas.paste(tile, (label_width + c * cell, r * cell))
         if labels:
             draw.text((6, r * cell + cell // 2 - 6), labels[r], fill="black")

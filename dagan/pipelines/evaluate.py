@@ -23,12 +23,12 @@ from dagan.errors import DaganError
 from dagan.face import Face, FaceAnalyzer, head_pose
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file
-from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
+from dagan.io.image import IMAGE_SUFFIXES, read_image, to_uint8, write_png
 from dagan.io.plots import image_grid, write_histogram
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video, read_audio
 from dagan.metrics.fid import feature_statistics, frechet_distance
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
-from dagan.metrics.lse import SAMPLE_RATE, lip_sync_score
+from dagan.metrics.lse import FPS, SAMPLE_RATE, lip_sync_score
 from dagan.metrics.niqe import niqe
 from dagan.metrics.weights import MissingWeightsError, load_arcface, load_fid_inception, load_lpips
 from dagan.nn.arcface import arcface_input
@@ -117,7 +117,11 @@ class _Scores:
 def _media(folder: Path) -> dict[str, Path]:
     if not folder.is_dir():
         raise DaganError(f"{folder} is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and not p.name.startswith(".")  # ._x.png
+    )
     return {p.stem: p for p in files}
 
 
@@ -169,6 +173,12 @@ def _same_size(reference: np.ndarray, like: np.ndarray) -> np.ndarray:
     from skimage.transform import resize
 
     return resize(reference, like.shape[:2], anti_aliasing=True)
+
+
+def _thumbnail(image: np.ndarray, size: int = 128) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(to_uint8(image)).resize((size, size), Image.BILINEAR))
 
 
 def evaluate(options: EvaluateOptions) -> dict:
@@ -257,17 +267,20 @@ def evaluate(options: EvaluateOptions) -> dict:
                     source_face = source_faces.get(item.source)
                 _face_frame(analyzer, generated, driving, source_face, item.name, face_scores, faceless)
             if index == 0:
-                panels = [p for p in (source, driving, generated) if p is not None]
-                visuals[item.name] = [_same_size(p, generated) for p in panels]
+                panels = [_same_size(p, generated) for p in (source, driving, generated) if p is not None]
+                if options.save_visuals:
+                    (out / "visuals").mkdir(exist_ok=True)
+                    write_png(out / "visuals" / f"{item.name}.png", np.concatenate(panels, axis=1))
+                # Small 8-bit thumbnails only: the worst-items grid needs a few, and sets can be large.
+                visuals[item.name] = [_thumbnail(p) for p in panels]
             frames_seen += 1
     seconds = time.perf_counter() - started
 
     for name in runnable:
         per_item = {key: float(np.mean(values)) for key, values in scores[name].items()}
         every = np.concatenate([np.asarray(v, dtype=np.float64) for v in scores[name].values()])
-        finite = every[np.isfinite(every)]
         report[name] = {
-            "value": float(np.mean(every)) if finite.size == every.size else float("inf"),
+            "value": float(np.mean(every)),  # inf (identical frames in PSNR) and NaN stay visible
             "protocol": FRAME_METRICS[name][1],
             "count": int(every.size),
             "per_item": per_item,
@@ -282,7 +295,7 @@ def evaluate(options: EvaluateOptions) -> dict:
     if {"lse_d", "lse_c"} & set(options.metrics):
         report.update(_lip_sync(items, options))
     report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS, *OTHER_METRICS] if name in report}
-    _write_report(out, report, len(items), frames_seen, seconds, visuals, options.save_visuals)
+    _write_report(out, report, len(items), frames_seen, seconds, visuals)
     return report
 
 
@@ -358,7 +371,10 @@ class _NetworkMetrics:
             driving = np.concatenate(self.features["driving"])
             if len(generated) < 2:
                 return {**out, "fid": _unavailable("fid", NETWORK_METRICS["fid"], "FID needs at least two frames")}
-            distance = frechet_distance(*feature_statistics(generated), *feature_statistics(driving))
+            try:
+                distance = frechet_distance(*feature_statistics(generated), *feature_statistics(driving))
+            except ValueError as exc:  # e.g. a complex square root: say so, keep the other metrics
+                return {**out, "fid": _unavailable("fid", NETWORK_METRICS["fid"], str(exc))}
             out["fid"] = {"value": distance, "protocol": NETWORK_METRICS["fid"], "count": len(generated),
                           "per_item": {}}  # fmt: skip
         return out
@@ -434,8 +450,16 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
         if audio.size == 0:
             skipped.append(item.name)
             continue
-        frames = np.stack(list(iter_frames(probe_video(item.generated))))
-        score = lip_sync_score(network, frames, audio, batch_size=options.batch_size, device=device)
+        info = probe_video(item.generated)
+        if info.fps != FPS:
+            skipped.append(f"{item.name} ({float(info.fps):g} fps; SyncNet needs {FPS})")
+            continue
+        frames = np.stack(list(iter_frames(info)))
+        try:
+            score = lip_sync_score(network, frames, audio, batch_size=options.batch_size, device=device)
+        except ValueError as exc:  # too short for one 5-frame window
+            skipped.append(f"{item.name} ({exc})")
+            continue
         for name in names:
             scores[name][item.name] = score.lse_d if name == "lse_d" else score.lse_c
     if not scores[names[0]]:
@@ -464,9 +488,7 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def _write_report(
-    out: Path, report: dict, items: int, frames: int, seconds: float, visuals: dict, save_visuals: bool
-) -> None:
+def _write_report(out: Path, report: dict, items: int, frames: int, seconds: float, visuals: dict) -> None:
     with atomic_output(out / "metrics.json") as tmp:
         tmp.write_text(json.dumps(_json_safe(report), indent=2))
     lines = [f"{items} items, {frames} frames, {frames / max(seconds, 1e-9):.2f} frames/s", ""]
@@ -489,8 +511,3 @@ def _write_report(
         rows = [visuals[name] for name in order if name in visuals]
         labels = [f"{name}: {worst_by} {per_item[name]:.4g}" for name in order if name in visuals]
         write_png(plots / f"worst_{worst_by}.png", image_grid(rows, labels))
-    if save_visuals:
-        folder = out / "visuals"
-        folder.mkdir(exist_ok=True)
-        for name, panels in visuals.items():
-            write_png(folder / f"{name}.png", np.concatenate(panels, axis=1))

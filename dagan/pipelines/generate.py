@@ -58,7 +58,7 @@ class GenerateOptions:
 
 
 def _is_media(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+    return path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and not path.name.startswith(".")
 
 
 def pairs_from_folders(source_dir: Path, driving_dir: Path) -> list[GeneratePair]:
@@ -161,7 +161,8 @@ def generate(options: GenerateOptions) -> dict[str, int]:
         # reconstruction mode); cross-identity transfers motion relative to the first frame.
         relative = options.mode == "cross"
         with atomic_output(target) as tmp:
-            writer = Mp4Writer(tmp, info.fps or Fraction(25))
+            # The driving audio goes along: lip-sync metrics read it from the generated file.
+            writer = Mp4Writer(tmp, info.fps or Fraction(25), info.path if info.has_audio else None)
             try:
                 frames = animator.animate(source, iter_frames(info), relative=relative, batch_size=options.batch_size)
                 for frame in frames:
