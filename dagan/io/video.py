@@ -90,6 +90,19 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
         raise DaganError(f"driving video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
 
 
+def media_files_by_stem(folder: str | Path) -> dict[str, Path]:
+    """The images and videos of a folder keyed by file stem, in name order, without hidden files (``._x.png``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DaganError(f"{folder} is not a folder")
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and not p.name.startswith(".")
+    )
+    return {p.stem: p for p in files}
+
+
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     """The first audio track as int16 mono at ``sample_rate`` (as ``ffmpeg -ac 1 -ar RATE`` gives); empty if none."""
     chunks = []

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, to_uint8, write_png
 from dagan.io.plots import image_grid, write_histogram
-from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video, read_audio
+from dagan.io.video import VIDEO_SUFFIXES, iter_frames, media_files_by_stem, probe_video, read_audio
 from dagan.metrics.fid import feature_statistics, frechet_distance
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
 from dagan.metrics.lse import FPS, SAMPLE_RATE, lip_sync_score
@@ -109,28 +109,15 @@ class EvaluateOptions:
     quiet: bool = False
 
 
-@dataclass
-class _Scores:
-    per_item: dict[str, list[float]] = field(default_factory=dict)
-
-
-def _media(folder: Path) -> dict[str, Path]:
-    if not folder.is_dir():
-        raise DaganError(f"{folder} is not a folder")
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and not p.name.startswith(".")  # ._x.png
-    )
-    return {p.stem: p for p in files}
-
-
 def pair_items(generated: Path, driving: Path | None = None, source: Path | None = None) -> list[EvaluationItem]:
     """Items of ``generated`` with the same-named driving and source files; unmatched names are an error."""
-    found = _media(generated)
+    found = media_files_by_stem(generated)
     if not found:
         raise DaganError(f"no images or videos in {generated}")
-    references = {"driving": _media(driving) if driving else None, "source": _media(source) if source else None}
+    references = {
+        "driving": media_files_by_stem(driving) if driving else None,
+        "source": media_files_by_stem(source) if source else None,
+    }
     for role, files in references.items():
         if files is not None:
             missing = sorted(set(found) - set(files))

@@ -22,7 +22,7 @@ from dagan.config import InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
-from dagan.io.video import VIDEO_SUFFIXES, Mp4Writer, iter_frames, probe_video
+from dagan.io.video import Mp4Writer, iter_frames, media_files_by_stem, probe_video
 from dagan.pipelines.animate import Animator
 from dagan.pipelines.distributed import setup_distributed
 
@@ -57,17 +57,9 @@ class GenerateOptions:
     quiet: bool = False
 
 
-def _is_media(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and not path.name.startswith(".")
-
-
 def pairs_from_folders(source_dir: Path, driving_dir: Path) -> list[GeneratePair]:
     """Pairs of same-named files (by stem) in the two folders; a driving file without a source is an error."""
-    for folder in (source_dir, driving_dir):
-        if not folder.is_dir():
-            raise DaganError(f"{folder} is not a folder")
-    sources = {p.stem: p for p in sorted(source_dir.iterdir()) if _is_media(p)}
-    drivings = {p.stem: p for p in sorted(driving_dir.iterdir()) if _is_media(p)}
+    sources, drivings = media_files_by_stem(source_dir), media_files_by_stem(driving_dir)
     if not drivings:
         raise DaganError(f"no images or videos in {driving_dir}")
     missing = sorted(set(drivings) - set(sources))
