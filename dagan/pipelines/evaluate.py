@@ -264,19 +264,10 @@ def evaluate(options: EvaluateOptions) -> dict:
     seconds = time.perf_counter() - started
 
     for name in runnable:
-        per_item = {key: float(np.mean(values)) for key, values in scores[name].items()}
-        every = np.concatenate([np.asarray(v, dtype=np.float64) for v in scores[name].values()])
-        report[name] = {
-            "value": float(np.mean(every)),  # inf (identical frames in PSNR) and NaN stay visible
-            "protocol": FRAME_METRICS[name][1],
-            "count": int(every.size),
-            "per_item": per_item,
-        }
+        report[name] = _summary(scores[name], FRAME_METRICS[name][1])
     report.update(networks.finish())
     if arcface_scores:
-        every = np.concatenate([np.asarray(v) for v in arcface_scores.values()])
-        report["csim"] = {"value": float(every.mean()), "protocol": ARCFACE_CSIM, "count": int(every.size),
-                          "per_item": {k: float(np.mean(v)) for k, v in arcface_scores.items()}}  # fmt: skip
+        report["csim"] = _summary(arcface_scores, ARCFACE_CSIM)
     for name in face_metrics:
         report[name] = _face_report(name, face_scores[name], faceless[name])
     if {"lse_d", "lse_c"} & set(options.metrics):
@@ -349,10 +340,7 @@ class _NetworkMetrics:
         self._flush()
         out = {}
         if self.lpips is not None and self.lpips_scores:
-            every = np.concatenate([np.asarray(v) for v in self.lpips_scores.values()])
-            out["lpips"] = {"value": float(every.mean()), "protocol": NETWORK_METRICS["lpips"],
-                            "count": int(every.size),
-                            "per_item": {k: float(np.mean(v)) for k, v in self.lpips_scores.items()}}  # fmt: skip
+            out["lpips"] = _summary(self.lpips_scores, NETWORK_METRICS["lpips"])
         if self.inception is not None and self.features["generated"]:
             generated = np.concatenate(self.features["generated"])
             driving = np.concatenate(self.features["driving"])
@@ -404,13 +392,9 @@ def _face_report(name: str, per_frame: dict[str, list[float]], faceless: int) ->
     protocol = FACE_METRICS[name][1]
     if not per_frame:
         return _unavailable(name, protocol, f"no face found in any of the {faceless} frames")
-    every = np.concatenate([np.asarray(v) for v in per_frame.values()])
-    if name == "prmse":
-        value, per_item = float(np.sqrt(every.mean())), {k: float(np.sqrt(np.mean(v))) for k, v in per_frame.items()}
-    else:
-        value, per_item = float(every.mean()), {k: float(np.mean(v)) for k, v in per_frame.items()}
-    return {"value": value, "protocol": protocol, "count": int(every.size), "per_item": per_item,
-            "frames_without_face": faceless}  # fmt: skip
+    # PRMSE keeps squared angle errors per frame: the root comes after the mean.
+    reduce = (lambda values: np.sqrt(np.mean(values))) if name == "prmse" else np.mean
+    return {**_summary(per_frame, protocol, reduce), "frames_without_face": faceless}
 
 
 def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str, dict]:
@@ -460,6 +444,17 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
             **({"skipped_without_audio": skipped} if skipped else {}),
         }
         for name, per_item in scores.items()
+    }
+
+
+def _summary(per_frame: dict[str, list[float]], protocol: str, reduce=np.mean) -> dict:
+    """A report entry from per-item frame values: ``reduce`` over all frames, and over each item's."""
+    every = np.concatenate([np.asarray(values, dtype=np.float64) for values in per_frame.values()])
+    return {
+        "value": float(reduce(every)),  # inf (identical frames in PSNR) and NaN stay visible
+        "protocol": protocol,
+        "count": int(every.size),
+        "per_item": {item: float(reduce(np.asarray(values, dtype=np.float64))) for item, values in per_frame.items()},
     }
 
 
