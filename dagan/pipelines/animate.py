@@ -157,28 +157,32 @@ class Animator:
     @torch.inference_mode()
     def prepare_source(self, source_image: np.ndarray) -> PreparedSource:
         """Resize the source and compute its depth, keypoints and generator encoding once."""
-        image = self._to_tensor([resize_frame(source_image, self.size)])
-        depth, keypoints = self.depth_and_keypoints(image)
+        return self._prepare(self._to_tensor([resize_frame(source_image, self.size)]))
+
+    def _prepare(self, images: torch.Tensor) -> PreparedSource:
+        depth, keypoints = self.depth_and_keypoints(images)
         with self._autocast():
-            encoding = self.networks.generator.encode_source(image, depth)
-        return PreparedSource(image, depth, keypoints, encoding)
+            encoding = self.networks.generator.encode_source(images, depth)
+        return PreparedSource(images, depth, keypoints, encoding)
+
+    def _generate(self, source: PreparedSource, keypoints: Keypoints, depth: torch.Tensor) -> np.ndarray:
+        """(B, H, W, 3) predictions for driving ``keypoints`` and ``depth``."""
+        with self._autocast():
+            out = self.networks.generator(
+                source.image, keypoints, source.keypoints, source.depth, depth, encoding=source.encoding
+            )
+        return out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
 
     @torch.inference_mode()
     def animate_pairs(self, sources: list[np.ndarray], drivers: list[np.ndarray]) -> np.ndarray:
         """Each source driven by its own driving image, with absolute keypoints, in one batch; (B, H, W, 3)."""
         if len(sources) != len(drivers) or not sources:
             raise ValueError("animate_pairs needs as many sources as drivers, at least one")
-        images = self._to_tensor([resize_frame(image, self.size) for image in sources])
-        source_depth, source_keypoints = self.depth_and_keypoints(images)
-        driving_depth, driving_keypoints = self.depth_and_keypoints(
+        source = self._prepare(self._to_tensor([resize_frame(image, self.size) for image in sources]))
+        depth, keypoints = self.depth_and_keypoints(
             self._to_tensor([resize_frame(image, self.size) for image in drivers])
         )
-        with self._autocast():
-            encoding = self.networks.generator.encode_source(images, source_depth)
-            out = self.networks.generator(
-                images, driving_keypoints, source_keypoints, source_depth, driving_depth, encoding=encoding
-            )
-        return out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
+        return self._generate(source, keypoints, depth)
 
     @torch.inference_mode()
     def animate(
@@ -219,11 +223,7 @@ class Animator:
                 images = self._to_tensor(batch)
                 depth, kp_driving = self.depth_and_keypoints(images)
                 kp = transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale)
-                with self._autocast():
-                    out = self.networks.generator(
-                        source.image, kp, source.keypoints, source.depth, depth, encoding=source.encoding
-                    )
-                predictions = out["prediction"].float().permute(0, 2, 3, 1).cpu().numpy()
+                predictions = self._generate(source, kp, depth)
                 depths = depth[:, 0].float().cpu().numpy()
             return list(zip(predictions, batch, depths, strict=True))
 
