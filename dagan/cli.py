@@ -215,7 +215,7 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
             stride=args.stride,
             seed=args.seed,
             workers=args.workers,
-            learning_rate=args.learning_rate if args.learning_rate is not None else 1e-4,
+            learning_rate=args.learning_rate if args.learning_rate is not None else DepthTrainOptions.learning_rate,
             override_learning_rate=args.resume and args.learning_rate is not None,
             intrinsics=args.intrinsics,
             device=args.device,

@@ -23,7 +23,7 @@ from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.video import Mp4Writer, iter_frames, media_files_by_stem, probe_video
-from dagan.pipelines.animate import Animator
+from dagan.pipelines.animate import Animator, default_batch_size
 from dagan.pipelines.distributed import setup_distributed
 
 Mode = Literal["self", "cross"]
@@ -137,7 +137,7 @@ def generate(options: GenerateOptions) -> dict[str, int]:
     bar = tqdm(total=len(todo), unit="pair", disable=options.quiet or rank != 0, file=sys.stderr, desc="generate")
     # Image pairs go through the networks in batches, each source with its own driver. One driving
     # image has no initial frame to take motion relative to: absolute keypoints.
-    step = options.batch_size or (8 if animator.device.type != "cpu" else 1)
+    step = options.batch_size or default_batch_size(animator.device)
     for start in range(0, len(images), step):
         chunk = images[start : start + step]
         predictions = animator.animate_pairs([_source_image(p) for p in chunk], [read_image(p.driving) for p in chunk])
