@@ -65,6 +65,11 @@ def _add_precision_flags(p: argparse.ArgumentParser) -> None:
 def _cmd_animate(args: argparse.Namespace) -> int:
     from dagan.config import InferenceConfig
     from dagan.pipelines.animate import animate_files
+    from dagan.pipelines.demo import BUNDLED_MODEL_NOTICE, weights_or_bundled
+
+    checkpoint, depth_weights = weights_or_bundled(args.checkpoint, args.depth_weights)
+    if args.checkpoint is None:
+        print(BUNDLED_MODEL_NOTICE, file=sys.stderr)
 
     inference = InferenceConfig(
         precision=args.precision, compile=args.compile, backend=args.backend, cpu_workers=args.cpu_workers
@@ -72,8 +77,8 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     report = animate_files(
         args.source,
         args.driving,
-        args.checkpoint,
-        args.depth_weights,
+        checkpoint,
+        depth_weights,
         args.output,
         relative=args.relative,
         adapt_scale=args.adapt_scale,
@@ -83,11 +88,13 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         save_depth=args.save_depth,
         side_by_side_output=args.side_by_side,
+        save_side_by_side=args.save_side_by_side,
         quiet=args.quiet,
         inference=inference,
     )
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
+    extra += f", side-by-side video {report.side_by_side_output}" if report.side_by_side_output else ""
     print(f"wrote {report.frames} frames to {report.output}{extra} ({report.seconds:.1f} s, {fps:.2f} frames/s)")
     return 0
 
@@ -95,7 +102,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
 def _cmd_convert(args: argparse.Namespace) -> int:
     from dagan.pipelines.convert import convert
 
-    print(convert(args.input, args.output, args.depth_weights, args.half))
+    print(convert(args.input, args.output, args.depth_weights, args.half, args.inference_only))
     return 0
 
 
@@ -134,6 +141,59 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="clips as mp4 files or PNG folders")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_synth)
+
+
+def _cmd_train_landmarks(args: argparse.Namespace) -> int:
+    from dagan.pipelines.landmarks import train_landmarks
+
+    result = train_landmarks(args.data, args.out, args.size, args.steps, seed=args.seed, quiet=args.quiet)
+    print(
+        f"wrote {args.out} in {result.seconds:.0f} s; mean absolute landmark error on the test identities "
+        f"{result.test_error:.2f} px at {args.size}x{args.size}"
+    )
+    return 0
+
+
+def _add_train_landmarks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-landmarks",
+        help="train the synthetic-head landmark network that AKD uses on dagan synth evaluation sets",
+        description="Train a small landmark regressor on a dagan synth dataset's ground truth (dlib does not "
+        "find synthetic heads reliably); dagan evaluate --landmark-weights uses it for AKD.",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="a dagan synth dataset")
+    p.add_argument("--out", required=True, metavar="FILE.pth")
+    p.add_argument("--size", type=_even_size, default=64, metavar="S", help="frame size (default 64)")
+    p.add_argument("--steps", type=_positive_int, default=1500, metavar="N")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_train_landmarks)
+
+
+def _cmd_synth_eval(args: argparse.Namespace) -> int:
+    from dagan.data.synth_eval import write_eval_set
+
+    report = write_eval_set(args.data, args.out, args.size, quiet=args.quiet)
+    print(
+        f"wrote {report.self_pairs} self-reenactment and {report.cross_pairs} cross-identity pairs "
+        f"({report.frames} frames each) and the demo inputs to {report.out}"
+    )
+    return 0
+
+
+def _add_synth_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth-eval",
+        help="render evaluation pairs with ground truth from a dagan synth dataset's test identities",
+        description="Self- and cross-identity pairs of a dagan synth dataset's held-out identities, with the "
+        "ground-truth video and landmarks of each (the cross-identity truth is the source identity rendered "
+        "with the driver's motion), in the layout dagan evaluate --eval-set reads.",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="a dagan synth dataset (its synth.json)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--size", type=_even_size, default=None, metavar="S", help="frame size (default: the dataset's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(handler=_cmd_synth_eval)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -332,9 +392,10 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR", help="driving video or frame folder")
     p.add_argument(
         "--checkpoint",
-        required=True,
+        default=None,
         metavar="CKPT",
-        help="DaGAN .pth.tar or .safetensors checkpoint (or, with --backend onnxruntime, a dagan export-onnx folder)",
+        help="DaGAN .pth.tar or .safetensors checkpoint (or, with --backend onnxruntime, a dagan export-onnx folder); "
+        "without it and --depth-weights, the bundled demo model (synthetic heads)",
     )
     p.add_argument(
         "--depth-weights",
@@ -377,6 +438,12 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-depth", default=None, metavar="DEPTH.mp4", help="also write the driving depth as a video")
     p.add_argument(
         "--side-by-side", action="store_true", help="write source | driving | depth | result panels as the output"
+    )
+    p.add_argument(
+        "--save-side-by-side",
+        default=None,
+        metavar="PANELS.mp4",
+        help="also write source | driving | depth | result panels as a video",
     )
     _add_precision_flags(p)
     p.add_argument(
@@ -429,6 +496,11 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help=".safetensors, .pth.tar, or a folder for depth weights")
     p.add_argument("--depth-weights", metavar="DIR", default=None, help="bundle these depth weights too")
     p.add_argument("--half", action="store_true", help="store floats as fp16 (safetensors only)")
+    p.add_argument(
+        "--inference-only",
+        action="store_true",
+        help="leave out what animation never runs: the discriminator and the depth encoder's classifier",
+    )
     p.set_defaults(handler=_cmd_convert)
 
 
@@ -512,6 +584,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         lpips_weights=Path(args.lpips_weights) if args.lpips_weights else None,
         fid_weights=Path(args.fid_weights) if args.fid_weights else None,
         arcface_weights=Path(args.arcface_weights) if args.arcface_weights else None,
+        landmark_weights=Path(args.landmark_weights) if args.landmark_weights else None,
         device=args.device,
         batch_size=args.batch_size,
         quiet=args.quiet,
@@ -542,6 +615,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     for name in ("fid", "lpips", "syncnet", "arcface"):
         p.add_argument(f"--{name}-weights", metavar="PATH", default=None, help=f"{name} network weights")
+    p.add_argument(
+        "--landmark-weights",
+        metavar="PATH",
+        default=None,
+        help="a dagan train-landmarks network: AKD on synthetic heads against their ground-truth landmarks",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch-size", type=_positive_int, default=20, metavar="N", help="windows per network batch")
     p.add_argument(
@@ -557,10 +636,36 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_evaluate)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dagan.pipelines.demo import run_demo
+
+    demo = run_demo(args.output, args.device, args.quiet)
+    print(f"wrote {demo.report.frames} frames ({demo.report.seconds:.1f} s):")
+    for label, path in (("result", demo.result), ("side by side", demo.side_by_side), ("depth", demo.depth)):
+        print(f"  {label:<13}{path}")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="animate the bundled portrait with the bundled model (no downloads)",
+        description="Animate a bundled synthetic portrait with a bundled driving clip, using the small model "
+        "that ships with dagan (trained on synthetic heads: docs/model-card.md).",
+    )
+    p.add_argument("--output", default="dagan-demo", metavar="DIR", help="folder for the videos (default: dagan-demo)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_demo)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo,
     _add_animate,
     _add_convert,
     _add_synth,
+    _add_synth_eval,
+    _add_train_landmarks,
     _add_train,
     _add_train_depth,
     _add_depth,

@@ -76,6 +76,12 @@ def random_identity(rng: np.random.Generator) -> Identity:
     )
 
 
+HEAD_DISTANCE = 3.0
+FOCAL = 0.95  # focal length in units of the image size: a close-up, like a webcam
+#: Amplitudes (x, y, z) of the hand-held camera's quick shifts, in head-radius units.
+CAMERA_SHAKE = (0.12, 0.08, 0.6)
+
+
 @dataclass
 class Motion:
     """Per-frame head pose and expression, smooth in time."""
@@ -111,10 +117,10 @@ def random_motion(rng: np.random.Generator, frames: int) -> Motion:
             if start + k < frames:
                 eyes[start + k] = v
     translation = np.stack([_smooth(rng, frames, 0.15), _smooth(rng, frames, 0.1), _smooth(rng, frames, 0.3)], axis=1)
-    # A hand-held camera: quicker, smaller shifts of the whole scene. Translation between nearby
-    # frames is what makes depth observable; rotation alone leaves it ambiguous (docs/depth.md).
-    shake = (0.12, 0.08, 0.15)
-    translation += np.stack([_smooth(rng, frames, a, hertz=(0.8, 2.0)) for a in shake], axis=1)
+    # A hand-held camera: quicker shifts of the whole scene. Translation between nearby frames makes
+    # depth observable; sideways motion alone leaves an offset of the disparity free, and only the
+    # to-and-fro (zoom-like) motion pins it, hence its larger amplitude (docs/depth.md).
+    translation += np.stack([_smooth(rng, frames, a, hertz=(0.8, 2.0)) for a in CAMERA_SHAKE], axis=1)
     return Motion(
         yaw=_smooth(rng, frames, 30.0),
         pitch=_smooth(rng, frames, 15.0),
@@ -134,10 +140,6 @@ def rotation_matrices(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor
     ry = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], -1).view(-1, 3, 3)
     rz = torch.stack([r.cos(), -r.sin(), zero, r.sin(), r.cos(), zero, zero, zero, one], -1).view(-1, 3, 3)
     return rz @ ry @ rx
-
-
-HEAD_DISTANCE = 3.0
-FOCAL = 0.95  # focal length in units of the image size: a close-up, like a webcam
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

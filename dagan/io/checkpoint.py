@@ -38,6 +38,8 @@ ORIGINAL_TRAINING_KEYS = (
     "epoch",
 )
 DEPTH_ENCODER_FILE = "encoder.pth"
+#: The ResNet's ImageNet classifier: saved in encoder.pth by the original code, unused for depth.
+DEPTH_CLASSIFIER_KEYS = ("encoder.fc.weight", "encoder.fc.bias")
 DEPTH_DECODER_FILE = "depth.pth"
 #: Non-tensor entries of the original ``encoder.pth`` (the depth training resolution).
 DEPTH_META_KEYS = ("height", "width", "use_stereo")

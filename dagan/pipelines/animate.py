@@ -269,6 +269,7 @@ class AnimateReport:
     output: Path
     depth_output: Path | None
     seconds: float
+    side_by_side_output: Path | None = None
 
 
 def _is_directory_output(output: str | Path) -> bool:
@@ -306,6 +307,7 @@ def animate_files(
     batch_size: int | None = None,
     save_depth: str | Path | None = None,
     side_by_side_output: bool = False,
+    save_side_by_side: str | Path | None = None,
     quiet: bool = False,
     animator: Animator | None = None,
     inference: InferenceConfig | None = None,
@@ -327,9 +329,10 @@ def animate_files(
     output = Path(output)
     if not to_directory:
         _check_mp4_target(output, "--output")
-    depth_path = Path(save_depth) if save_depth is not None else None
-    if depth_path is not None:
-        _check_mp4_target(depth_path, "--save-depth")
+    extra_outputs = {"depth": save_depth, "side": save_side_by_side}
+    extra_paths = {role: Path(path) for role, path in extra_outputs.items() if path is not None}
+    for role, path in extra_paths.items():
+        _check_mp4_target(path, "--save-depth" if role == "depth" else "--save-side-by-side")
     if animator is None:
         animator = Animator.from_checkpoint(checkpoint, depth_weights, device, inference)
     initial = _frame_at(info, best_frame) if best_frame is not None else None
@@ -343,7 +346,7 @@ def animate_files(
             for role, writer in writers:
                 if role == "depth":
                     writer.write(depth_to_image(frame.driving_depth))
-                elif side_by_side_output:
+                elif role == "side" or side_by_side_output:
                     writer.write(side_by_side(source_view, frame))
                 else:
                     writer.write(frame.prediction)
@@ -356,8 +359,8 @@ def animate_files(
             else:
                 tmp = stack.enter_context(atomic_output(output))
                 writers.append(("main", Mp4Writer(tmp, info.fps, info.path if info.has_audio else None)))
-            if depth_path is not None:
-                writers.append(("depth", Mp4Writer(stack.enter_context(atomic_output(depth_path)), info.fps)))
+            for role, path in extra_paths.items():
+                writers.append((role, Mp4Writer(stack.enter_context(atomic_output(path)), info.fps)))
             sink = BackgroundConsumer(write)
             # Closed on failure too, so its worker threads stop at once.
             frames = stack.enter_context(
@@ -386,4 +389,6 @@ def animate_files(
             for _, writer in writers:
                 writer.abort()
             raise
-    return AnimateReport(count, output, depth_path, time.perf_counter() - started)
+    return AnimateReport(
+        count, output, extra_paths.get("depth"), time.perf_counter() - started, extra_paths.get("side")
+    )

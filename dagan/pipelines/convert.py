@@ -9,6 +9,7 @@ import torch
 from dagan.errors import DaganError
 from dagan.io.checkpoint import (
     DAGAN_GROUPS,
+    DEPTH_CLASSIFIER_KEYS,
     DEPTH_GROUPS,
     WeightFile,
     read_dagan_checkpoint,
@@ -31,12 +32,21 @@ def _validate(weights: WeightFile) -> None:
         )
 
 
-def convert(source: str | Path, target: str | Path, depth_weights: str | Path | None = None, half: bool = False) -> str:
+def convert(
+    source: str | Path,
+    target: str | Path,
+    depth_weights: str | Path | None = None,
+    half: bool = False,
+    inference_only: bool = False,
+) -> str:
     """Convert ``source`` into ``target``; returns a one-line description of what was written.
 
     - ``.pth.tar`` (and optional depth weights) to ``.safetensors``;
     - a depth directory (``encoder.pth`` + ``depth.pth``) to ``.safetensors``;
     - ``.safetensors`` to ``.pth.tar`` (DaGAN groups) or to a directory (depth groups).
+
+    ``inference_only`` leaves out what animation never runs: the discriminator and the depth
+    encoder's ImageNet classifier.
     """
     source, target = Path(source), Path(target)
     if source.is_dir():
@@ -49,6 +59,11 @@ def convert(source: str | Path, target: str | Path, depth_weights: str | Path | 
         depth = read_depth_weights(depth_weights)
         weights.groups.update(depth.groups)
         weights.metadata.update(depth.metadata)
+    if inference_only:
+        weights.groups.pop("discriminator", None)
+        if "depth_encoder" in weights.groups:
+            encoder = weights.groups["depth_encoder"]
+            weights.groups["depth_encoder"] = {k: v for k, v in encoder.items() if k not in DEPTH_CLASSIFIER_KEYS}
     if not weights.groups:
         raise DaganError(f"{source} holds no DaGAN or depth tensors")
     _validate(weights)

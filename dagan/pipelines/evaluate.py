@@ -23,7 +23,7 @@ from dagan.errors import DaganError
 from dagan.face import Face, FaceAnalyzer, head_pose
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file
-from dagan.io.image import IMAGE_SUFFIXES, read_image, to_uint8, write_png
+from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, to_uint8, write_png
 from dagan.io.plots import image_grid, write_histogram
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, media_files_by_stem, probe_video, read_audio
 from dagan.metrics.fid import feature_statistics, frechet_distance
@@ -73,6 +73,11 @@ FACE_METRICS = {
     "prmse": ("driving", "RMSE in degrees of (pitch, yaw, roll) between driving and generated, solved from six "
               "dlib landmarks against a generic 3-D face with focal = width (not img2pose)"),
 }  # fmt: skip
+SYNTHETIC_AKD = (
+    "mean absolute difference (pixels, at the generated size) between the 16 landmarks that the synthetic-head "
+    "landmark network (dagan train-landmarks) finds in the generated frame and the ground truth (NAME.npz beside "
+    "the driving file; without it, the network's landmarks of the driving frame)"
+)
 LSE_PROTOCOL = (
     "syncnet_python evaluate: 25 fps, 16 kHz mono MFCC (python_speech_features), 5-frame windows, vshift 15, "
     "frames resized to 224x224 and fed BGR; LSE-D = min over shifts of the mean distance, LSE-C = median - min"
@@ -104,6 +109,8 @@ class EvaluateOptions:
     lpips_weights: Path | None = None
     arcface_weights: Path | None = None
     fid_weights: Path | None = None
+    #: A dagan train-landmarks network: AKD on synthetic heads uses it (and the ground truth) instead of dlib.
+    landmark_weights: Path | None = None
     device: str = "auto"
     batch_size: int = 20
     quiet: bool = False
@@ -208,6 +215,10 @@ def evaluate(options: EvaluateOptions) -> dict:
         except MissingWeightsError as exc:
             report["csim"] = _unavailable("csim", ARCFACE_CSIM, str(exc))
     arcface_scores: dict[str, list[float]] = {}
+    synthetic_akd = None
+    if "akd" in face_metrics and options.landmark_weights is not None:
+        face_metrics.remove("akd")
+        synthetic_akd = _SyntheticKeypointDistance(options.landmark_weights)
     analyzer = None
     if face_metrics:
         try:
@@ -227,10 +238,14 @@ def evaluate(options: EvaluateOptions) -> dict:
     for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
         references = _frames(item.driving) if item.driving else None
         source = next(_frames(item.source)) if item.source else None
+        if synthetic_akd is not None:
+            synthetic_akd.start(item)
         for index, generated in enumerate(_frames(item.generated)):
             driving = next(references, None) if references is not None else None
             if references is not None and driving is None:
                 raise DaganError(f"{item.driving} has fewer frames than {item.generated}")
+            if synthetic_akd is not None:
+                synthetic_akd.add(item.name, index, generated, driving)
             if driving is not None:
                 driving = _same_size(driving, generated)
             for name in list(runnable):
@@ -268,6 +283,8 @@ def evaluate(options: EvaluateOptions) -> dict:
     report.update(networks.finish())
     if arcface_scores:
         report["csim"] = _summary(arcface_scores, ARCFACE_CSIM)
+    if synthetic_akd is not None:
+        report["akd"] = _summary(synthetic_akd.scores, SYNTHETIC_AKD)
     for name in face_metrics:
         report[name] = _face_report(name, face_scores[name], faceless[name])
     if {"lse_d", "lse_c"} & set(options.metrics):
@@ -275,6 +292,43 @@ def evaluate(options: EvaluateOptions) -> dict:
     report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS, *OTHER_METRICS] if name in report}
     _write_report(out, report, len(items), frames_seen, seconds, visuals)
     return report
+
+
+class _SyntheticKeypointDistance:
+    """AKD on synthetic heads: a landmark network on generated frames against the renderer's landmarks."""
+
+    def __init__(self, weights: Path):
+        from dagan.pipelines.landmarks import load_landmark_network
+
+        self.network, self.size = load_landmark_network(weights)
+        self.scores: dict[str, list[float]] = {}
+        self.truth: np.ndarray | None = None
+
+    def start(self, item: EvaluationItem) -> None:
+        """Read the ground truth of ``item``'s driving file, if it has one."""
+        truth = item.driving.with_suffix(".npz") if item.driving is not None else None
+        self.truth = None
+        if truth is not None and truth.is_file():
+            with np.load(truth) as data:
+                self.truth = data["landmarks"] if "landmarks" in data.files else None
+
+    @torch.inference_mode()
+    def _landmarks(self, image: np.ndarray) -> np.ndarray:
+        """Landmarks in ``image``'s pixels."""
+        resized = resize_frame(to_uint8(image), self.size)
+        tensor = torch.from_numpy(resized).permute(2, 0, 1)[None].float() / 255
+        return self.network(tensor)[0].numpy() * (image.shape[1] / self.size)
+
+    def add(self, name: str, index: int, generated: np.ndarray, driving: np.ndarray | None) -> None:
+        """Score one generated frame (``driving`` at its own size)."""
+        scale = generated.shape[1]
+        if self.truth is not None and index < len(self.truth) and driving is not None:
+            truth = self.truth[index] * (scale / driving.shape[1])
+        elif driving is not None:
+            truth = self._landmarks(driving) * (scale / driving.shape[1])
+        else:
+            return
+        self.scores.setdefault(name, []).append(float(np.abs(self._landmarks(generated) - truth).mean()))
 
 
 @torch.inference_mode()

@@ -12,6 +12,7 @@ from torch import nn
 from dagan.config import GeneratorConfig, ModelConfig
 from dagan.errors import DaganError
 from dagan.io.checkpoint import (
+    DEPTH_CLASSIFIER_KEYS,
     DEPTH_GROUPS,
     WeightFile,
     infer_depth_config,
@@ -50,7 +51,12 @@ class AnimationNetworks:
 def load_depth_network(weights: WeightFile) -> FaceDepthNetwork:
     """Build the depth network the tensors describe and load them strictly."""
     depth = FaceDepthNetwork(infer_depth_config(weights))
-    load_strict(depth.encoder, weights.groups["depth_encoder"], "the depth encoder", weights.source)
+    encoder_state = weights.groups["depth_encoder"]
+    if not any(key in encoder_state for key in DEPTH_CLASSIFIER_KEYS):
+        # Files from `dagan convert --inference-only` leave the unused classifier out.
+        own = depth.encoder.state_dict()
+        encoder_state = {**encoder_state, **{key: own[key] for key in DEPTH_CLASSIFIER_KEYS}}
+    load_strict(depth.encoder, encoder_state, "the depth encoder", weights.source)
     load_strict(depth.decoder, weights.groups["depth_decoder"], "the depth decoder", weights.source)
     return depth.eval()
 
