@@ -41,6 +41,8 @@ def test_eval_set_has_ground_truth_for_cross_identity_pairs(synth_set):
     names = sorted(p.stem for p in (eval_set / "gt_cross").glob("*.mp4"))
     assert names == ["id0008_id0009#clip00", "id0009_id0008#clip00"]
     assert sorted(p.stem for p in (eval_set / "gt_self").glob("*.mp4")) == ["id0008#clip00", "id0009#clip00"]
+    # Self-reenactment: the source is frame 0, the clip's other frames drive and are the truth.
+    assert len(read_video_frames(eval_set / "gt_self" / "id0008#clip00.mp4")[0]) == 5
     for name in names:
         truth, _ = _video(eval_set / "gt_cross" / f"{name}.mp4")
         driving, _ = _video(eval_set / "driving_cross" / f"{name}.mp4")

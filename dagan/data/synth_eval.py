@@ -4,7 +4,8 @@ Synthetic heads make cross-identity reenactment measurable: the truth for "ident
 B's clip" is A rendered with B's head motion and expression. Layout (what ``dagan evaluate
 --eval-set`` reads; every clip has ``NAME.npz`` with ``landmarks`` beside it):
 
-- ``source_self/NAME.png`` frame 0 of a test clip; ``gt_self/NAME.mp4`` the clip, which also drives;
+- ``source_self/NAME.png`` frame 0 of a test clip; ``gt_self/NAME.mp4`` the rest of the clip, which
+  also drives;
 - ``source_cross/NAME.png`` identity A in the first pose of B's clip; ``driving_cross/NAME.mp4``
   B's clip; ``gt_cross/NAME.mp4`` A with B's motion;
 - ``still_self/``, ``still_cross/``: the source repeated for every frame, the do-nothing baseline;
@@ -84,6 +85,8 @@ def write_eval_set(
     meta = _dataset_meta(data)
     seed, frames, test = int(meta["seed"]), int(meta["frames"]), meta["test"]
     size = int(size or meta["size"])
+    if frames < 2:
+        raise DaganError(f"{data} has clips of {frames} frame; self-reenactment needs at least 2")
     if len(test) < 2:
         raise DaganError(f"{data} has {len(test)} test identities; cross-identity pairs need at least 2")
     folders = ("source_self", "gt_self", "still_self", "source_cross", "driving_cross", "gt_cross", "still_cross")
@@ -99,8 +102,8 @@ def write_eval_set(
                 own = render_clip(identities[a], random_motion(np.random.default_rng([seed, a, k + 1]), frames), size)
                 name = f"id{a:04d}#clip{k:02d}"
                 write_png(out / "source_self" / f"{name}.png", own["frames"][0])
-                _write_clip(out / "gt_self" / f"{name}.mp4", own["frames"], own["landmarks"])
-                _write_clip(out / "still_self" / f"{name}.mp4", np.repeat(own["frames"][:1], frames, 0), None)
+                _write_clip(out / "gt_self" / f"{name}.mp4", own["frames"][1:], own["landmarks"][1:])
+                _write_clip(out / "still_self" / f"{name}.mp4", np.repeat(own["frames"][:1], frames - 1, 0), None)
                 self_pairs += 1
                 bar.update(1)
 
