@@ -467,7 +467,8 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from dagan.pipelines.networks import load_animation_networks
     from dagan.pipelines.onnx_backend import export_onnx
 
-    written = export_onnx(load_animation_networks(args.checkpoint, args.depth_weights), args.out, args.size)
+    networks = load_animation_networks(args.checkpoint, args.depth_weights)
+    written = export_onnx(networks, args.out, args.size or networks.frame_size)
     print(f"wrote {', '.join(path.name for path in written)} to {args.out}")
     return 0
 
@@ -482,7 +483,9 @@ def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
     p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .onnx files and onnx.json")
-    p.add_argument("--size", type=_even_size, default=256, metavar="S", help="frame size the graphs take")
+    p.add_argument(
+        "--size", type=_even_size, default=None, metavar="S", help="frame size the graphs take (default: the model's)"
+    )
     p.set_defaults(handler=_cmd_export_onnx)
 
 

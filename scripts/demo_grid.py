@@ -1,6 +1,6 @@
 """A sample grid of cross-identity results: one row per (pair, frame), columns source | driving | result | truth.
 
-    python scripts/demo_grid.py --eval-set runs/demo/eval --generated dagan_cross --out docs/demo_cross_grid.png
+python scripts/demo_grid.py --eval-set runs/demo/eval --generated dagan_cross --out docs/demo_cross_grid.png
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--frames", default="8,24", help="comma-separated frame indices")
     parser.add_argument("--zoom", type=int, default=2, help="integer upscaling, for legibility")
     args = parser.parse_args()
-    names = sorted(p.stem for p in (args.eval_set / args.generated).glob("*.mp4"))[:: 4][: args.pairs]
+    names = sorted(p.stem for p in (args.eval_set / args.generated).glob("*.mp4"))[::4][: args.pairs]
     rows = []
     for name in names:
         source = to_uint8(read_image(args.eval_set / "source_cross" / f"{name}.png")[..., :3])

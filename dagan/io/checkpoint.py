@@ -134,10 +134,12 @@ def read_dagan_checkpoint(path: str | Path) -> WeightFile:
             raise DaganError(f"checkpoint {path} is a {type(raw).__name__}, not a DaGAN checkpoint dict")
         raw = strip_wrapper_prefixes(raw)
         groups = {g: _tensor_dict(raw[g], g, path) for g in DAGAN_GROUPS if g in raw}
+        metadata: dict[str, Any] = {}
         if "epoch" in raw and isinstance(raw["epoch"], int | float):
-            metadata = {"epoch": raw["epoch"]}
-        else:
-            metadata = {}
+            metadata["epoch"] = raw["epoch"]
+        size = _training_frame_size(raw.get("config"))
+        if size is not None:
+            metadata["frame_size"] = size
         weights = WeightFile(groups, metadata, str(path))
     missing = [g for g in ("generator", "kp_detector") if g not in weights.groups]
     if missing:
@@ -146,6 +148,15 @@ def read_dagan_checkpoint(path: str | Path) -> WeightFile:
             f"checkpoint {path} is not a DaGAN checkpoint: it lacks {' and '.join(missing)} (groups found: {found})"
         )
     return weights
+
+
+def _training_frame_size(config: object) -> int | None:
+    """The frame size ``dagan train`` records in its checkpoints' ``config``; None when absent."""
+    try:
+        size = config["data"]["frame_shape"][0]  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return int(size) if isinstance(size, int) and size > 0 else None
 
 
 def read_depth_weights(path: str | Path) -> WeightFile:

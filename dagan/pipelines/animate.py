@@ -86,7 +86,7 @@ def prepare_networks(
         if inference.compile:
             net.forward = torch.compile(net.forward, dynamic=False)
         nets[name] = net
-    return AnimationNetworks(config=networks.config, **nets)
+    return AnimationNetworks(config=networks.config, frame_size=networks.frame_size, **nets)
 
 
 class Animator:
@@ -96,7 +96,7 @@ class Animator:
         self,
         networks: AnimationNetworks | OnnxNetworks,
         device: str | torch.device = "auto",
-        size: int = 256,
+        size: int | None = None,
         inference: InferenceConfig | None = None,
     ):
         self.device = select_device(device) if isinstance(device, str) else device
@@ -111,7 +111,7 @@ class Animator:
             self.inference = dataclasses.replace(self.inference, channels_last=False, backend="onnxruntime")
             return
         self.networks = prepare_networks(networks, self.device, self.inference)
-        self.size = size
+        self.size = size if size is not None else networks.frame_size
 
     @classmethod
     def from_checkpoint(
@@ -133,7 +133,8 @@ class Animator:
         if is_onnx_export(checkpoint):
             return cls(OnnxNetworks.load(checkpoint, providers), device, inference=inference)
         with tempfile.TemporaryDirectory(prefix="dagan-onnx-") as tmp:
-            export_onnx(load_animation_networks(checkpoint, depth_weights), tmp)
+            networks = load_animation_networks(checkpoint, depth_weights)
+            export_onnx(networks, tmp, networks.frame_size)
             return cls(OnnxNetworks.load(tmp, providers), device, inference=inference)
 
     def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:

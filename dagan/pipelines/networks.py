@@ -32,6 +32,10 @@ def build_generator(config: GeneratorConfig) -> DepthAwareGenerator | SPADEDepth
     return DepthAwareGenerator(config)
 
 
+#: Frame size of checkpoints that do not record one: the published VoxCeleb models.
+DEFAULT_FRAME_SIZE = 256
+
+
 @dataclass
 class AnimationNetworks:
     """The three networks animation needs, in eval mode on one device."""
@@ -40,6 +44,8 @@ class AnimationNetworks:
     generator: nn.Module
     depth: FaceDepthNetwork
     config: ModelConfig
+    #: The frame size the model was trained at (recorded by dagan train; the published models: 256).
+    frame_size: int = DEFAULT_FRAME_SIZE
 
     def to(self, device: torch.device) -> AnimationNetworks:
         """Move every network to ``device``."""
@@ -88,4 +94,7 @@ def load_animation_networks(checkpoint: str | Path, depth_weights: str | Path | 
     else:
         raise DaganError(f"checkpoint {checkpoint} holds no depth network: pass --depth-weights DIR")
     depth = load_depth_network(depth_file)
-    return AnimationNetworks(kp_detector, generator, depth, dataclasses.replace(config, depth=depth.config))
+    size = weights.metadata.get("frame_size", DEFAULT_FRAME_SIZE)
+    if not isinstance(size, int) or size < 16:
+        raise DaganError(f"checkpoint {checkpoint} records an invalid frame size {size!r}")
+    return AnimationNetworks(kp_detector, generator, depth, dataclasses.replace(config, depth=depth.config), size)
