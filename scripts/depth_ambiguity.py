@@ -39,7 +39,7 @@ def best_loss(
             source, project(points, k, transform, size, size), padding_mode="border", align_corners=True
         )
         loss = photometric_error(warped, target)[0, 0][face].mean()
-        best = min(best, float(loss))
+        best = min(best, loss.item())
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
