@@ -77,6 +77,7 @@ def random_identity(rng: np.random.Generator) -> Identity:
 
 
 HEAD_DISTANCE = 3.0
+FPS = 25  # frame rate of the written clips
 FOCAL = 0.95  # focal length in units of the image size: a close-up, like a webcam
 #: Amplitudes (x, y, z) of the hand-held camera's quick shifts, in head-radius units.
 CAMERA_SHAKE = (0.12, 0.08, 0.6)
@@ -382,6 +383,18 @@ def intrinsics(size: int) -> np.ndarray:
     return np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]])
 
 
+def write_clip_mp4(path: Path, frames: np.ndarray) -> None:
+    """Write rendered frames as a near-lossless 25 fps H.264 clip, atomically."""
+    from dagan.io.atomic import atomic_output
+    from dagan.io.video import Mp4Writer
+
+    with atomic_output(path) as tmp:
+        writer = Mp4Writer(tmp, Fraction(FPS), crf=12)
+        for frame in frames:
+            writer.write(frame)
+        writer.close()
+
+
 def clip_name(identity: int, clip: int) -> str:
     """VoxCeleb-style clip name: ``id0003#clip01``."""
     return f"id{identity:04d}#clip{clip:02d}"
@@ -409,7 +422,6 @@ def write_dataset(
     from dagan.io.atomic import atomic_output, check_writable_directory
     from dagan.io.image import write_png
     from dagan.io.streaming import BackgroundConsumer
-    from dagan.io.video import Mp4Writer
 
     started = time.perf_counter()
     out = Path(out)
@@ -422,11 +434,7 @@ def write_dataset(
     def save(item: tuple[Path, dict[str, np.ndarray]]) -> None:
         stem, clip = item
         if frame_format == "mp4":
-            with atomic_output(stem.with_suffix(".mp4")) as tmp:
-                writer = Mp4Writer(tmp, Fraction(25), crf=12)
-                for frame in clip["frames"]:
-                    writer.write(frame)
-                writer.close()
+            write_clip_mp4(stem.with_suffix(".mp4"), clip["frames"])
         else:
             stem.mkdir(exist_ok=True)
             for j, frame in enumerate(clip["frames"]):
@@ -465,7 +473,7 @@ def write_dataset(
         "test_identities": [clip_name(i, 0).split("#")[0] for i in range(identities) if split[i] == "test"],
         "landmarks": list(LANDMARK_NAMES),
         "intrinsics": intrinsics(size).tolist(),
-        "fps": 25,
+        "fps": FPS,
     }
     with atomic_output(out / "synth.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=2))

@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from dagan.data.synth import Motion, random_identity, random_motion, render_clip
+from dagan.data.synth import Motion, random_identity, random_motion, render_clip, write_clip_mp4
 from dagan.errors import DaganError
 
 #: Motion seeds above any clip index of the dataset, for the demo's longer driving clip.
@@ -57,13 +56,8 @@ def _first(motion: Motion, frames: int) -> Motion:
 
 def _write_clip(path: Path, frames: np.ndarray, landmarks: np.ndarray | None) -> None:
     from dagan.io.atomic import atomic_output
-    from dagan.io.video import Mp4Writer
 
-    with atomic_output(path) as tmp:
-        writer = Mp4Writer(tmp, Fraction(25), crf=12)
-        for frame in frames:
-            writer.write(frame)
-        writer.close()
+    write_clip_mp4(path, frames)
     if landmarks is not None:
         with atomic_output(path.with_suffix(".npz")) as tmp:
             with open(tmp, "wb") as handle:
@@ -94,12 +88,23 @@ def write_eval_set(
         check_writable_directory(out / folder)
     identities = {i: random_identity(np.random.default_rng([seed, i])) for i in test}
     clips = int(meta["clips_per_identity"])
+    motions = {
+        (i, k): random_motion(np.random.default_rng([seed, i, k + 1]), frames) for i in test for k in range(clips)
+    }
+    # Each test clip is both a self pair and the driver of a cross pair: render it once.
+    rendered: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    def test_clip(identity: int, k: int) -> dict[str, np.ndarray]:
+        if (identity, k) not in rendered:
+            rendered[identity, k] = render_clip(identities[identity], motions[identity, k], size)
+        return rendered[identity, k]
+
     self_pairs = cross_pairs = 0
     with tqdm(total=2 * len(test) * clips + 1, unit="pair", disable=quiet, desc="synth-eval", file=sys.stderr) as bar:
         for position, a in enumerate(test):
             b = test[(position + 1) % len(test)]
             for k in range(clips):
-                own = render_clip(identities[a], random_motion(np.random.default_rng([seed, a, k + 1]), frames), size)
+                own = test_clip(a, k)
                 name = f"id{a:04d}#clip{k:02d}"
                 write_png(out / "source_self" / f"{name}.png", own["frames"][0])
                 _write_clip(out / "gt_self" / f"{name}.mp4", own["frames"][1:], own["landmarks"][1:])
@@ -107,9 +112,8 @@ def write_eval_set(
                 self_pairs += 1
                 bar.update(1)
 
-                motion = random_motion(np.random.default_rng([seed, b, k + 1]), frames)
-                driver = render_clip(identities[b], motion, size)
-                truth = render_clip(identities[a], motion, size)
+                driver = test_clip(b, k)
+                truth = render_clip(identities[a], motions[b, k], size)
                 name = f"id{a:04d}_id{b:04d}#clip{k:02d}"
                 write_png(out / "source_cross" / f"{name}.png", truth["frames"][0])
                 _write_clip(out / "driving_cross" / f"{name}.mp4", driver["frames"], driver["landmarks"])
