@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
+import warnings
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,18 @@ def test_fp16_training_on_cpu_is_refused(synth_data, depth_dir, tmp_path, capsys
                  "--quiet"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "bf16" in err and "Traceback" not in err
+
+
+def test_a_run_without_adversarial_terms_crosses_epochs_without_scheduler_warnings(synth_data, depth_dir, tmp_path):
+    config = load_config(TINY_CONFIG)
+    weights = dataclasses.replace(
+        config.train.loss_weights, generator_gan=0, discriminator_gan=0, feature_matching=(0, 0, 0, 0)
+    )
+    config.train = dataclasses.replace(config.train, loss_weights=weights, epoch_milestones=(1,))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(_options(synth_data, tmp_path / "no_gan", depth_dir, max_steps=12), config)
+    assert result.step == 12
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    state = torch.load(tmp_path / "no_gan" / "checkpoint.pth.tar", weights_only=True)
+    assert state["epoch"] >= 1 and state["scheduler_generator"]["last_epoch"] == state["epoch"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -380,6 +381,16 @@ class Trainer:
                     dist.all_reduce(buffer)
                     buffer /= self.world
 
+    def _step_schedulers(self) -> None:
+        """Advance every learning-rate schedule by one epoch."""
+        with warnings.catch_warnings():
+            if self.config.train.loss_weights.generator_gan == 0:
+                # Without adversarial terms the discriminator never steps; its schedule still
+                # advances so a run's rates do not depend on the loss weights.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
+
     def run(self) -> TrainResult:
         """Train; checkpoints every ``checkpoint_every`` steps and at the end."""
         started = time.perf_counter()
@@ -417,8 +428,7 @@ class Trainer:
             else:
                 self.epoch += 1
                 self.step_in_epoch = 0
-                for scheduler in self.schedulers.values():
-                    scheduler.step()
+                self._step_schedulers()
         bar.close()
         if self.rank == 0:
             if not self.validation or self.validation[-1]["step"] != self.step:
