@@ -356,7 +356,7 @@ class Trainer:
         self.optimizer_kp_detector.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
         values = {k: float(v.detach()) for k, v in losses.items()}
-        if self.config.train.loss_weights.generator_gan != 0:
+        if self.trains_discriminator:
             scaler = self.scalers["discriminator"]
             self.optimizer_discriminator.zero_grad(set_to_none=True)
             with autocast(self.options.precision, self.device):
@@ -381,14 +381,19 @@ class Trainer:
                     dist.all_reduce(buffer)
                     buffer /= self.world
 
+    @property
+    def trains_discriminator(self) -> bool:
+        """Whether the adversarial terms are on, so the discriminator takes optimiser steps."""
+        return self.config.train.loss_weights.generator_gan != 0
+
     def _step_schedulers(self) -> None:
         """Advance every learning-rate schedule by one epoch."""
-        with warnings.catch_warnings():
-            if self.config.train.loss_weights.generator_gan == 0:
-                # Without adversarial terms the discriminator never steps; its schedule still
-                # advances so a run's rates do not depend on the loss weights.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-            for scheduler in self.schedulers.values():
+        for name, scheduler in self.schedulers.items():
+            with warnings.catch_warnings():
+                if name == "discriminator" and not self.trains_discriminator:
+                    # Its optimiser never steps; the schedule still advances so a run's rates do
+                    # not depend on the loss weights.
+                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
                 scheduler.step()
 
     def run(self) -> TrainResult:
