@@ -117,6 +117,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         size=args.size,
         seed=args.seed,
         frame_format=args.format,
+        still_head=args.still_head,
         quiet=args.quiet,
     )
     print(
@@ -139,6 +140,12 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=_even_size, default=256, metavar="S", help="even, at least 16")
     p.add_argument("--seed", type=_non_negative_int, default=0, metavar="X")
     p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="clips as mp4 files or PNG folders")
+    p.add_argument(
+        "--still-head",
+        action="store_true",
+        help="each clip keeps one head pose; only the camera moves (and the mouth and eyes): a static scene "
+        "for self-supervised depth (docs/depth.md)",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=_cmd_synth)
 
@@ -278,6 +285,7 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
             learning_rate=args.learning_rate if args.learning_rate is not None else DepthTrainOptions.learning_rate,
             override_learning_rate=args.resume and args.learning_rate is not None,
             intrinsics=args.intrinsics,
+            translation_scale=args.translation_scale or DepthTrainOptions.translation_scale,
             device=args.device,
             quiet=args.quiet,
         )
@@ -327,6 +335,14 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
         metavar="FX,FY,CX,CY",
         help="known camera as fractions of the image width/height (dagan synth: 0.95,0.95,0.5,0.5); "
         "by default the pose network learns it",
+    )
+    p.add_argument(
+        "--translation-scale",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="the pose network's translation is S times its raw output (default 0.01, monodepth2's); raise it "
+        "when the log's near_bound stays high (docs/depth.md)",
     )
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N")

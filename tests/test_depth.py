@@ -12,6 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from dagan.cli import main
 from dagan.data.synth import write_dataset
+from dagan.errors import DaganError
 from dagan.io.checkpoint import read_depth_weights
 from dagan.pipelines.depth_train import (
     DepthTrainOptions,
@@ -149,6 +150,30 @@ def test_learning_rate_drops_for_the_last_quarter_and_can_be_replaced_on_resume(
     train_depth(DepthTrainOptions(max_steps=8, learning_rate=5e-4, override_learning_rate=True, resume=True, **common))
     rates = [json.loads(line)["lr"] for line in (out / "log.jsonl").read_text().splitlines() if '"lr"' in line]
     assert rates[4:] == pytest.approx([5e-4, 5e-4, 5e-5, 5e-5])  # steps 5-8 of 8: the last quarter decays
+
+
+def test_translation_scale_scales_translation_only_and_must_match_on_resume(depth_data, tmp_path):
+    import json
+
+    from dagan.config import DepthConfig
+    from dagan.nn.pose import PoseNetwork
+
+    frames = torch.rand(2, 3, 64, 64)
+    torch.manual_seed(0)
+    default = PoseNetwork(DepthConfig(height=64, width=64)).eval()
+    torch.manual_seed(0)
+    tenfold = PoseNetwork(DepthConfig(height=64, width=64), translation_scale=0.1).eval()
+    a, b = default(frames, frames.flip(0)), tenfold(frames, frames.flip(0))
+    assert torch.allclose(b["translation"], 10 * a["translation"], rtol=1e-4, atol=1e-7)
+    assert torch.equal(a["axisangle"], b["axisangle"]) and torch.equal(a["intrinsics"], b["intrinsics"])
+
+    out = tmp_path / "scaled"
+    common = {"data": depth_data, "out": out, "size": 64, "workers": 0, "quiet": True, "log_every": 1}
+    train_depth(DepthTrainOptions(max_steps=1, translation_scale=0.1, **common))
+    logged = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= logged["near_bound"] <= 1.0
+    with pytest.raises(DaganError, match="translation-scale 0.1"):
+        train_depth(DepthTrainOptions(max_steps=2, resume=True, **common))
 
 
 def _depth_ddp_worker(rank: int, world: int, port: int, data: str, out: str, intrinsics) -> None:

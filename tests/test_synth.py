@@ -78,3 +78,13 @@ def test_dataset_reads_pairs_and_is_deterministic_per_epoch(tmp_path):
     (tmp_path / "pairs.csv").write_text("source,driving\ntrain/a.mp4,test/b.mp4\n")
     pairs = read_pairs(tmp_path / "pairs.csv", root=out)
     assert pairs[0].source == out / "train/a.mp4" and pairs[0].frame is None
+
+
+def test_still_head_keeps_the_pose_and_shares_the_camera_path():
+    moving = random_motion(np.random.default_rng(11), 12)
+    still = random_motion(np.random.default_rng(11), 12, still_head=True)
+    for name in ("yaw", "pitch", "roll", "scale"):
+        assert np.ptp(getattr(moving, name)) > 0
+        assert np.ptp(getattr(still, name)) == 0 and getattr(still, name)[0] == getattr(moving, name)[0]
+    assert np.array_equal(still.translation, moving.translation) and np.ptp(still.translation[:, 2]) > 0
+    assert np.array_equal(still.mouth, moving.mouth)

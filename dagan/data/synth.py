@@ -108,8 +108,12 @@ def _smooth(
     return amplitude * out
 
 
-def random_motion(rng: np.random.Generator, frames: int) -> Motion:
-    """Yaw within +-30, pitch +-15, roll +-10 degrees, translation with camera shake, scale, talking, blinking."""
+def random_motion(rng: np.random.Generator, frames: int, still_head: bool = False) -> Motion:
+    """Yaw within +-30, pitch +-15, roll +-10 degrees, translation with camera shake, scale, talking, blinking.
+
+    ``still_head`` keeps the first frame's head pose and scale for the whole clip, so that only
+    the camera moves (and the mouth and eyes): the static scene self-supervised depth assumes.
+    """
     mouth = np.clip(0.5 + 0.5 * np.sin(2 * math.pi * rng.uniform(1.0, 3.0) * np.arange(frames) / 25.0
                                         + rng.uniform(0, 6.3)) * rng.uniform(0.6, 1.0), 0, 1)  # fmt: skip
     eyes = np.ones(frames)
@@ -122,15 +126,12 @@ def random_motion(rng: np.random.Generator, frames: int) -> Motion:
     # depth observable; sideways motion alone leaves an offset of the disparity free, and only the
     # to-and-fro (zoom-like) motion pins it, hence its larger amplitude (docs/depth.md).
     translation += np.stack([_smooth(rng, frames, a, hertz=(0.8, 2.0)) for a in CAMERA_SHAKE], axis=1)
-    return Motion(
-        yaw=_smooth(rng, frames, 30.0),
-        pitch=_smooth(rng, frames, 15.0),
-        roll=_smooth(rng, frames, 10.0),
-        translation=translation,
-        scale=1.0 + _smooth(rng, frames, 0.04),
-        mouth=mouth,
-        eyes=eyes,
-    )
+    # Drawn in the same order either way, so a still clip shares its camera path with the moving one.
+    yaw, pitch, roll = _smooth(rng, frames, 30.0), _smooth(rng, frames, 15.0), _smooth(rng, frames, 10.0)
+    scale = 1.0 + _smooth(rng, frames, 0.04)
+    if still_head:
+        yaw, pitch, roll, scale = (np.full(frames, a[0]) for a in (yaw, pitch, roll, scale))
+    return Motion(yaw=yaw, pitch=pitch, roll=roll, translation=translation, scale=scale, mouth=mouth, eyes=eyes)
 
 
 def rotation_matrices(yaw: torch.Tensor, pitch: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
@@ -409,6 +410,7 @@ def write_dataset(
     seed: int = 0,
     test_fraction: float = 0.2,
     frame_format: str = "mp4",
+    still_head: bool = False,
     quiet: bool = False,
 ) -> SynthReport:
     """Render a ``train/`` + ``test/`` dataset with disjoint identities, plus ground truth per clip.
@@ -459,7 +461,7 @@ def write_dataset(
         for i in range(identities):
             identity = random_identity(np.random.default_rng([seed, i]))
             for k in range(clips_per_identity):
-                motion = random_motion(np.random.default_rng([seed, i, k + 1]), frames)
+                motion = random_motion(np.random.default_rng([seed, i, k + 1]), frames, still_head)
                 writer.put((out / split[i] / clip_name(i, k), render_clip(identity, motion, size)))
                 done += 1
                 bar.update(frames)
@@ -470,6 +472,7 @@ def write_dataset(
         "clips_per_identity": clips_per_identity,
         "frames": frames,
         "size": size,
+        "still_head": still_head,
         "test_identities": [clip_name(i, 0).split("#")[0] for i in range(identities) if split[i] == "test"],
         "landmarks": list(LANDMARK_NAMES),
         "intrinsics": intrinsics(size).tolist(),

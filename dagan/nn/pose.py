@@ -18,8 +18,14 @@ from dagan.nn.depth_encoder import DepthEncoder
 class PoseDecoder(nn.Module):
     """1x1 squeeze, two 3x3 convolutions, then 6 motion numbers; a linear head gives 4 intrinsics."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, translation_scale: float = 0.01):
         super().__init__()
+        # Monocular depth and translation share one free scale, and training settles where the
+        # translation head's raw outputs are of order one: depth ~ translation_scale / (motion per
+        # frame as a fraction of the distance). monodepth2's 0.01 suits driving; a face video that
+        # moves by several percent of its distance a frame lands at the 0.1 depth bound, where the
+        # disparity sigmoid saturates (docs/depth.md).
+        self.translation_scale = translation_scale
         self.squeeze = nn.Conv2d(in_channels, 256, 1)
         self.conv1 = nn.Conv2d(256, 256, 3, padding=1)
         self.conv2 = nn.Conv2d(256, 256, 3, padding=1)
@@ -35,18 +41,18 @@ class PoseDecoder(nn.Module):
         """Axis-angle (B, 3), translation (B, 3) and raw intrinsics (B, 4) from deepest features."""
         x = F.relu(self.squeeze(features))
         x = F.relu(self.conv2(F.relu(self.conv1(x))))
-        motion = 0.01 * self.motion(x).mean(dim=(2, 3))
+        motion = self.motion(x).mean(dim=(2, 3))
         raw = self.intrinsics(x.mean(dim=(2, 3)))
-        return motion[:, :3], motion[:, 3:], raw
+        return 0.01 * motion[:, :3], self.translation_scale * motion[:, 3:], raw
 
 
 class PoseNetwork(nn.Module):
     """ResNet on a pair of frames stacked along channels, then ``PoseDecoder``."""
 
-    def __init__(self, config: DepthConfig):
+    def __init__(self, config: DepthConfig, translation_scale: float = 0.01):
         super().__init__()
         self.encoder = DepthEncoder(config, num_input_images=2)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1])
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1], translation_scale)
 
     def forward(self, frame_a: torch.Tensor, frame_b: torch.Tensor) -> dict[str, torch.Tensor]:
         """Motion from ``frame_a`` to ``frame_b`` and the 3x3 intrinsics in pixels."""

@@ -43,7 +43,10 @@ from dagan.pipelines.networks import load_depth_network
 
 MIN_DEPTH, MAX_DEPTH = 0.1, 100.0
 SMOOTHNESS_WEIGHT = 1e-3
+#: Depths below this multiple of MIN_DEPTH count as pinned at the bound in the training log.
+NEAR_BOUND_FACTOR = 1.1
 SCALES = (0, 1, 2, 3)
+UNTRAINED_SEED = 0
 #: Everything ``--resume`` needs, in one file written last: the weights files are the deliverables.
 TRAIN_STATE = "train_state.pth"
 
@@ -190,6 +193,8 @@ class DepthTrainOptions:
     log_every: int = 10
     visualize_every: int = 200
     automask: bool = True
+    #: Translation = this x the pose head's raw output; sets where the free depth scale settles.
+    translation_scale: float = 0.01
     #: Known camera (fx, fy, cx, cy as fractions of the image width/height); None learns it.
     intrinsics: tuple[float, float, float, float] | None = None
     device: str = "auto"
@@ -217,7 +222,7 @@ class DepthTrainer:
         torch.manual_seed(options.seed)
         config = DepthConfig(num_layers=options.layers, height=options.size, width=options.size)
         self.depth = FaceDepthNetwork(config).to(self.device)
-        self.pose = PoseNetwork(config).to(self.device)
+        self.pose = PoseNetwork(config, options.translation_scale).to(self.device)
         self.out = Path(options.out)
         if self.rank == 0:
             check_run_directory(self.out, options.resume, TRAIN_STATE)
@@ -261,6 +266,7 @@ class DepthTrainer:
                 "pose": unwrap(self.pose).state_dict(),
                 "size": self.options.size,
                 "layers": self.options.layers,
+                "translation_scale": self.options.translation_scale,
                 "optimizer": self.optimizer.state_dict(),
                 "base_lr": self.base_lr,
                 "step": self.step,
@@ -287,6 +293,11 @@ class DepthTrainer:
         if (state.get("size"), state.get("layers")) != (self.options.size, self.options.layers):
             raise DaganError(
                 f"--resume: the run used --size {state.get('size')} --layers {state.get('layers')}; pass the same"
+            )
+        # Runs saved before the option existed used monodepth2's 0.01.
+        if state.get("translation_scale", 0.01) != self.options.translation_scale:
+            raise DaganError(
+                f"--resume: the run used --translation-scale {state.get('translation_scale', 0.01)}; pass the same"
             )
         load_strict(unwrap(self.depth), state["depth"], "the depth network", str(path))
         load_strict(unwrap(self.pose), state["pose"], "the pose network", str(path))
@@ -338,6 +349,8 @@ class DepthTrainer:
         total = total / len(SCALES)
         return total, {
             "automask": float(mask.mean()),
+            # Depth pinned at the near bound has a vanishing gradient (see PoseDecoder).
+            "near_bound": float((depth < NEAR_BOUND_FACTOR * MIN_DEPTH).float().mean()),
             "disparity": disparities[0].detach(),
             "intrinsics": intrinsics.detach(),
         }
@@ -402,6 +415,7 @@ class DepthTrainer:
                             "epoch": self.epoch,
                             "loss": float(loss.detach()),
                             "automask": info["automask"],
+                            "near_bound": info["near_bound"],
                             "lr": lr,
                         }
                     )
@@ -474,7 +488,10 @@ def evaluate_depth(
         raise DaganError(f"no clips with ground truth (NAME.npz, from dagan synth) in {Path(data) / split}")
     device = next(network.parameters()).device
     size = size or network.config.height
-    untrained = FaceDepthNetwork(network.config).to(device).eval()
+    # A fixed seed makes the untrained baseline the same network in every report.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        untrained = FaceDepthNetwork(network.config).to(device).eval()
     network.eval()
     sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in ("model", "constant", "untrained")}
     count = 0
