@@ -286,6 +286,7 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
             override_learning_rate=args.resume and args.learning_rate is not None,
             intrinsics=args.intrinsics,
             translation_scale=args.translation_scale or DepthTrainOptions.translation_scale,
+            cache_clips=args.cache_clips,
             device=args.device,
             quiet=args.quiet,
         )
@@ -346,6 +347,13 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N")
+    p.add_argument(
+        "--cache-clips",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="decode N clips once at the start (memory: N x frames x size^2 x 12 bytes)",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(
         "--eval",

@@ -14,7 +14,7 @@ mkdir -p "$assets"
 dagan synth --out "$work/data" --identities 40 --clips-per-identity 4 --frames 32 --size 96 --seed 5 --quiet
 # The renderer's camera is known (dagan synth: focal 0.95 image widths, centred).
 dagan train-depth --data "$work/data" --out "$work/depth" --size 96 --batch-size 4 --stride 2 \
-    --learning-rate 2e-4 --intrinsics 0.95,0.95,0.5,0.5 --max-steps 2000 --seed 0 --workers 1 --quiet
+    --learning-rate 2e-4 --intrinsics 0.95,0.95,0.5,0.5 --max-steps 2000 --seed 0 --workers 1 --cache-clips 200 --quiet
 dagan train --config "$here/configs/demo-64.yaml" --data "$work/data" --out "$work/dagan" \
     --depth-weights "$work/depth" --max-steps 6800 --seed 0 --workers 1 --cache-clips 200 --quiet
 dagan convert "$work/dagan/checkpoint.pth.tar" "$assets/model.safetensors" --depth-weights "$work/depth" \

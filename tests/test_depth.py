@@ -176,6 +176,23 @@ def test_translation_scale_scales_translation_only_and_must_match_on_resume(dept
         train_depth(DepthTrainOptions(max_steps=2, resume=True, **common))
 
 
+def test_preloaded_clips_give_the_same_triplets_without_decoding_again(depth_data, monkeypatch):
+    from dagan.data import dataset as dataset_module
+    from dagan.data.dataset import FrameTripletDataset
+
+    plain = FrameTripletDataset(depth_data, "train", 48, stride=2, seed=4)
+    cached = FrameTripletDataset(depth_data, "train", 48, stride=2, seed=4, cache_clips=100)
+    cached.reader.preload(cached.clips)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a preloaded clip was decoded again")
+
+    expected = [plain[i]["frames"] for i in range(len(plain))]
+    monkeypatch.setattr(dataset_module, "iter_frames", no_decoding)
+    for i, frames in enumerate(expected):
+        assert torch.equal(cached[i]["frames"], frames)
+
+
 def _depth_ddp_worker(rank: int, world: int, port: int, data: str, out: str, intrinsics) -> None:
     import os
 

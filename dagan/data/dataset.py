@@ -9,6 +9,7 @@ frames of one clip. All randomness comes from a per-item generator seeded with
 from __future__ import annotations
 
 import csv
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+from tqdm import tqdm
 
 from dagan.config import DataConfig
 from dagan.errors import DaganError
@@ -74,6 +76,12 @@ class ClipReader:
             while len(self._cache) > self.cache_clips:
                 self._cache.popitem(last=False)
         return frames
+
+    def preload(self, clips: list[Path], quiet: bool = True) -> None:
+        """Decode up to ``cache_clips`` video clips now: worker processes forked later share them."""
+        videos = [c for c in clips if not c.is_dir()][: self.cache_clips]
+        for clip in tqdm(videos, desc="decoding clips", unit="clip", disable=quiet, file=sys.stderr):
+            self._decode(clip)
 
     def frames(self, clip: Path, indices: list[int]) -> list[np.ndarray]:
         """The frames at ``indices`` (H, W, 3) float32 in [0, 1]."""

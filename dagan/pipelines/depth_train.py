@@ -189,6 +189,8 @@ class DepthTrainOptions:
     stride: int = 1
     seed: int = 0
     workers: int = 2
+    #: Decode this many clips once, up front; the loader's workers are forked anew each epoch and share them.
+    cache_clips: int = 0
     checkpoint_every: int = 500
     log_every: int = 10
     visualize_every: int = 200
@@ -242,7 +244,11 @@ class DepthTrainer:
             list(self.depth.parameters()) + list(self.pose.parameters()), options.learning_rate
         )
         self.base_lr = options.learning_rate
-        self.dataset = FrameTripletDataset(options.data, "train", options.size, options.stride, options.seed)
+        self.dataset = FrameTripletDataset(
+            options.data, "train", options.size, options.stride, options.seed, cache_clips=options.cache_clips
+        )
+        if options.cache_clips:
+            self.dataset.reader.preload(self.dataset.clips, quiet=options.quiet or self.rank != 0)
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.intrinsics_sum, self.intrinsics_count = torch.zeros(3, 3), 0
         if options.resume:
