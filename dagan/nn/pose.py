@@ -14,11 +14,14 @@ from torch import nn
 from dagan.config import DepthConfig
 from dagan.nn.depth_encoder import DepthEncoder
 
+#: monodepth2's factor between the pose head's raw output and the translation (and the rotation).
+MONODEPTH2_MOTION_SCALE = 0.01
+
 
 class PoseDecoder(nn.Module):
     """1x1 squeeze, two 3x3 convolutions, then 6 motion numbers; a linear head gives 4 intrinsics."""
 
-    def __init__(self, in_channels: int, translation_scale: float = 0.01):
+    def __init__(self, in_channels: int, translation_scale: float = MONODEPTH2_MOTION_SCALE):
         super().__init__()
         # Monocular depth and translation share one free scale, and training settles where the
         # translation head's raw outputs are of order one: depth ~ translation_scale / (motion per
@@ -43,13 +46,13 @@ class PoseDecoder(nn.Module):
         x = F.relu(self.conv2(F.relu(self.conv1(x))))
         motion = self.motion(x).mean(dim=(2, 3))
         raw = self.intrinsics(x.mean(dim=(2, 3)))
-        return 0.01 * motion[:, :3], self.translation_scale * motion[:, 3:], raw
+        return MONODEPTH2_MOTION_SCALE * motion[:, :3], self.translation_scale * motion[:, 3:], raw
 
 
 class PoseNetwork(nn.Module):
     """ResNet on a pair of frames stacked along channels, then ``PoseDecoder``."""
 
-    def __init__(self, config: DepthConfig, translation_scale: float = 0.01):
+    def __init__(self, config: DepthConfig, translation_scale: float = MONODEPTH2_MOTION_SCALE):
         super().__init__()
         self.encoder = DepthEncoder(config, num_input_images=2)
         self.decoder = PoseDecoder(self.encoder.num_ch_enc[-1], translation_scale)

@@ -30,7 +30,7 @@ from dagan.io.colormap import colorize_disparity
 from dagan.io.image import resize_frame
 from dagan.io.video import iter_frames, probe_video
 from dagan.nn.face_depth import FaceDepthNetwork
-from dagan.nn.pose import PoseNetwork
+from dagan.nn.pose import MONODEPTH2_MOTION_SCALE, PoseNetwork
 from dagan.pipelines.distributed import (
     RunLog,
     check_run_directory,
@@ -196,7 +196,7 @@ class DepthTrainOptions:
     visualize_every: int = 200
     automask: bool = True
     #: Translation = this x the pose head's raw output; sets where the free depth scale settles.
-    translation_scale: float = 0.01
+    translation_scale: float = MONODEPTH2_MOTION_SCALE
     #: Known camera (fx, fy, cx, cy as fractions of the image width/height); None learns it.
     intrinsics: tuple[float, float, float, float] | None = None
     device: str = "auto"
@@ -301,10 +301,9 @@ class DepthTrainer:
                 f"--resume: the run used --size {state.get('size')} --layers {state.get('layers')}; pass the same"
             )
         # Runs saved before the option existed used monodepth2's 0.01.
-        if state.get("translation_scale", 0.01) != self.options.translation_scale:
-            raise DaganError(
-                f"--resume: the run used --translation-scale {state.get('translation_scale', 0.01)}; pass the same"
-            )
+        saved_scale = state.get("translation_scale", MONODEPTH2_MOTION_SCALE)
+        if saved_scale != self.options.translation_scale:
+            raise DaganError(f"--resume: the run used --translation-scale {saved_scale}; pass the same")
         load_strict(unwrap(self.depth), state["depth"], "the depth network", str(path))
         load_strict(unwrap(self.pose), state["pose"], "the pose network", str(path))
         try:
