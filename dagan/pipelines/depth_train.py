@@ -354,7 +354,8 @@ class DepthTrainer:
         total = total / len(SCALES)
         return total, {
             "automask": float(mask.mean()),
-            # Depth pinned at the near bound has a vanishing gradient (see PoseDecoder).
+            # Depth pinned at the near bound has a vanishing gradient (see PoseDecoder); ``depth`` is
+            # the loop's last, the coarsest scale upsampled to the input size.
             "near_bound": float((depth < NEAR_BOUND_FACTOR * MIN_DEPTH).float().mean()),
             "disparity": disparities[0].detach(),
             "intrinsics": intrinsics.detach(),
