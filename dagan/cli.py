@@ -52,6 +52,17 @@ def _even_size(text: str) -> int:
     return value
 
 
+def _depth_size(text: str) -> int:
+    from dagan.config import check_depth_size
+
+    value = int(text)
+    try:
+        check_depth_size(value)
+    except DaganError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _add_precision_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
@@ -317,7 +328,7 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/ clips")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--layers", type=int, choices=(18, 50), default=18)
-    p.add_argument("--size", type=_positive_int, default=256)
+    p.add_argument("--size", type=_depth_size, default=256)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
     p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N")
@@ -395,7 +406,7 @@ def _add_depth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", choices=("npy", "png16", "none"), default="npy", help="raw depth format")
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud per frame")
     p.add_argument("--focal", type=float, default=None, help="focal length in image widths (default: learned)")
-    p.add_argument("--size", type=_positive_int, default=256)
+    p.add_argument("--size", type=_depth_size, default=256)
     p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--quiet", action="store_true")
@@ -508,7 +519,7 @@ def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the .onnx files and onnx.json")
     p.add_argument(
-        "--size", type=_even_size, default=None, metavar="S", help="frame size the graphs take (default: the model's)"
+        "--size", type=_depth_size, default=None, metavar="S", help="frame size the graphs take (default: the model's)"
     )
     p.set_defaults(handler=_cmd_export_onnx)
 

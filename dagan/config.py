@@ -78,6 +78,21 @@ class DiscriminatorConfig:
     kp_variance: float = 0.01
 
 
+#: The depth encoder halves a frame five times, and the decoder's reflection padding needs at
+#: least 2x2 at the bottom: the face-depth network takes sides that are multiples of 32, from 64.
+DEPTH_SIZE_MULTIPLE = 32
+DEPTH_MIN_SIZE = 64
+
+
+def check_depth_size(size: int) -> None:
+    """Raise ``DaganError`` unless the face-depth network can take ``size`` x ``size`` frames."""
+    if size < DEPTH_MIN_SIZE or size % DEPTH_SIZE_MULTIPLE:
+        raise DaganError(
+            f"the face-depth network takes a multiple of {DEPTH_SIZE_MULTIPLE} pixels, at least {DEPTH_MIN_SIZE}; "
+            f"got {size}"
+        )
+
+
 @dataclass
 class DepthConfig:
     """Face-depth network: a torchvision ResNet encoder and a 4-scale disparity decoder."""

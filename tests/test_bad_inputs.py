@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dagan.cli import main
+from dagan.errors import DaganError
 from dagan.io.checkpoint import write_original_checkpoint
 from dagan.pipelines import animate as animate_module
 
@@ -196,3 +197,30 @@ def test_console_script_reports_one_line_without_traceback(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dagan: error:") and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["depth", "train-depth", "export-onnx"])
+@pytest.mark.parametrize("size", ["40", "72"])
+def test_depth_sizes_the_network_cannot_take_are_refused_up_front(command, size, tmp_path, capsys):
+    argv = {
+        "depth": ["depth", "--weights", "w", "--input", "x.png", "--out", str(tmp_path / "o")],
+        "train-depth": ["train-depth", "--data", "d", "--out", str(tmp_path / "o")],
+        "export-onnx": ["export-onnx", "--checkpoint", "c.pth.tar", "--out", str(tmp_path / "o")],
+    }[command]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--size", size])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"multiple of 32 pixels, at least 64; got {size}" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_depth_pipelines_check_the_size_too(tiny_files, tmp_path):
+    from dagan.pipelines.depth import depth_files
+    from dagan.pipelines.depth_train import DepthTrainer, DepthTrainOptions
+
+    with pytest.raises(DaganError, match="multiple of 32"):
+        depth_files(tiny_files["depth"], tiny_files["source"], tmp_path / "o", size=48)
+    with pytest.raises(DaganError, match="at least 64"):
+        DepthTrainer(DepthTrainOptions(data=tmp_path, out=tmp_path / "run", size=32))
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()

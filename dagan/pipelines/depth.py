@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dagan.config import check_depth_size
 from dagan.errors import DaganError
 from dagan.io.atomic import atomic_output, check_writable_directory
 from dagan.io.colormap import colorize_disparity
@@ -108,6 +109,7 @@ def depth_files(
     weights, source, out = Path(weights), Path(source), Path(out)
     if raw not in ("npy", "png16", "none"):
         raise DaganError(f"--raw must be npy, png16 or none, not {raw}")
+    check_depth_size(size)
     kind, files = _inputs(source)
     network = load_trained_depth(weights).to(select_device(device))
     check_writable_directory(out)

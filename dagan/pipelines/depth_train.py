@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from dagan.config import DepthConfig
+from dagan.config import DepthConfig, check_depth_size
 from dagan.data.dataset import FrameTripletDataset, list_clips
 from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output
@@ -219,6 +219,7 @@ class DepthTrainer:
 
     def __init__(self, options: DepthTrainOptions):
         self.options = options
+        check_depth_size(options.size)
         self.rank, self.world, local_rank = setup_distributed()
         self.device = select_device(options.device, local_rank)
         torch.manual_seed(options.seed)
