@@ -298,6 +298,7 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
             intrinsics=args.intrinsics,
             translation_scale=args.translation_scale or DepthTrainOptions.translation_scale,
             cache_clips=args.cache_clips,
+            validate_every=args.validate_every if args.validate_every is not None else DepthTrainOptions.validate_every,
             device=args.device,
             quiet=args.quiet,
         )
@@ -364,6 +365,14 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="decode N clips once at the start (memory: N x frames x size^2 x 12 bytes)",
+    )
+    p.add_argument(
+        "--validate-every",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="score the depth on test/ every N steps when it has dagan synth ground truth: log.jsonl val_* and "
+        "validation.png (0: never; default 500)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument(

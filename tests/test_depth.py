@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from scipy.ndimage import uniform_filter
 from scipy.spatial.transform import Rotation
 
@@ -249,6 +252,36 @@ def test_short_run_lowers_the_photometric_loss_on_a_fixed_batch(depth_data, tmp_
     report = evaluate_depth(trainer.depth, depth_data, "test", frames_per_clip=2)
     assert set(report) == {"model", "constant", "untrained"}
     assert all(np.isfinite(list(values.values())).all() for values in report.values())
+
+
+def test_validation_scores_the_test_split_without_changing_training(depth_data, tmp_path):
+    common = {"data": depth_data, "size": 64, "workers": 0, "quiet": True, "validation_frames": 2}
+    plain = train_depth(DepthTrainOptions(out=tmp_path / "plain", max_steps=3, validate_every=0, **common))
+    checked = train_depth(DepthTrainOptions(out=tmp_path / "checked", max_steps=3, validate_every=2, **common))
+    assert plain.validation == [] and not (tmp_path / "plain" / "validation.png").exists()
+    assert [record["step"] for record in checked.validation] == [0, 2, 3]
+    final = evaluate_depth(checked.depth, depth_data, "test", frames_per_clip=2, size=64)
+    assert checked.validation[-1]["val_abs_rel"] == pytest.approx(final["model"]["abs_rel"], rel=1e-6)
+    assert checked.validation[0]["val_abs_rel"] != checked.validation[-1]["val_abs_rel"]
+    logged = [json.loads(line) for line in (tmp_path / "checked" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "val_abs_rel" in r] == [0, 2, 3]
+    chart = np.asarray(Image.open(tmp_path / "checked" / "validation.png"))
+    assert chart.ndim == 3 and chart.std() > 0
+    # Scoring must not touch the weights, the batch-norm statistics or the random draws.
+    a, b = plain.depth.state_dict(), checked.depth.state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    resumed = train_depth(
+        DepthTrainOptions(out=tmp_path / "checked", max_steps=4, validate_every=2, resume=True, **common)
+    )
+    assert [record["step"] for record in resumed.validation] == [0, 2, 3, 4]
+
+
+def test_validation_is_skipped_for_videos_without_ground_truth(depth_data, tmp_path):
+    data = tmp_path / "videos"
+    shutil.copytree(depth_data, data, ignore=shutil.ignore_patterns("*.npz"))
+    result = train_depth(DepthTrainOptions(data=data, out=tmp_path / "run", size=64, max_steps=2, workers=0,
+                                           quiet=True, validate_every=1))  # fmt: skip
+    assert result.validation == [] and not (tmp_path / "run" / "validation.png").exists()
 
 
 @pytest.mark.slow

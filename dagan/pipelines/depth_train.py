@@ -27,7 +27,8 @@ from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
 from dagan.io.colormap import colorize_disparity
-from dagan.io.image import resize_frame
+from dagan.io.image import resize_frame, write_png
+from dagan.io.plots import line_chart_image
 from dagan.io.video import iter_frames, probe_video
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.pose import MONODEPTH2_MOTION_SCALE, PoseNetwork
@@ -194,6 +195,10 @@ class DepthTrainOptions:
     checkpoint_every: int = 500
     log_every: int = 10
     visualize_every: int = 200
+    #: Score the depth on test/ every this many steps when it has ground truth (dagan synth); 0: never.
+    validate_every: int = 500
+    #: Frames per test clip that validation scores (--eval takes 8).
+    validation_frames: int = 4
     automask: bool = True
     #: Translation = this x the pose head's raw output; sets where the free depth scale settles.
     translation_scale: float = MONODEPTH2_MOTION_SCALE
@@ -212,6 +217,8 @@ class DepthTrainResult:
     step: int
     seconds: float
     intrinsics: list[list[float]] = field(default_factory=list)
+    #: ``{"step", "val_abs_rel", ...}`` records, oldest first; empty without ground truth.
+    validation: list[dict[str, float]] = field(default_factory=list)
 
 
 class DepthTrainer:
@@ -252,6 +259,10 @@ class DepthTrainer:
             self.dataset.reader.preload(self.dataset.clips, quiet=options.quiet or self.rank != 0)
         self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.intrinsics_sum, self.intrinsics_count = torch.zeros(3, 3), 0
+        self.validation: list[dict[str, float]] = []
+        #: abs-rel of the constant and untrained baselines on the validation frames (computed once).
+        self.validation_baselines: dict[str, float] = {}
+        self.can_validate = options.validate_every > 0 and has_ground_truth(options.data, "test")
         if options.resume:
             self._resume()
 
@@ -281,6 +292,8 @@ class DepthTrainer:
                 "step_in_epoch": self.step_in_epoch,
                 "intrinsics_sum": self.intrinsics_sum,
                 "intrinsics_count": self.intrinsics_count,
+                "validation": self.validation,
+                "validation_baselines": self.validation_baselines,
             },
         )
         with atomic_output(self.out / "intrinsics.json") as tmp:
@@ -313,6 +326,8 @@ class DepthTrainer:
             raise DaganError(f"--resume: the optimiser state in {path} does not fit ({first_line(exc)})") from exc
         self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
         self.intrinsics_sum, self.intrinsics_count = state["intrinsics_sum"], state["intrinsics_count"]
+        self.validation = list(state.get("validation", []))
+        self.validation_baselines = dict(state.get("validation_baselines", {}))
         # Runs saved before the base rate was stored used their optimiser's rate.
         self.base_lr = state.get("base_lr", self.optimizer.param_groups[0]["lr"])
         if self.options.override_learning_rate:
@@ -362,6 +377,30 @@ class DepthTrainer:
             "intrinsics": intrinsics.detach(),
         }
 
+    def validate(self) -> dict[str, float] | None:
+        """Depth errors on test/ against its ground truth, logged and charted; None without ground truth."""
+        if not self.can_validate or self.rank != 0:
+            return None
+        options = self.options
+        report = evaluate_depth(
+            unwrap(self.depth), options.data, "test", options.validation_frames, options.size,
+            baselines=not self.validation_baselines,
+        )  # fmt: skip
+        self.depth.train()
+        if not self.validation_baselines:
+            self.validation_baselines = {name: report[name]["abs_rel"] for name in ("constant", "untrained")}
+        record = {"step": self.step, **{f"val_{key}": value for key, value in report["model"].items()}}
+        self.validation.append(record)
+        self.log.scalars(record)
+        chart = line_chart_image(
+            [r["step"] for r in self.validation],
+            {"network": [r["val_abs_rel"] for r in self.validation]},
+            "abs-rel on test/ (face pixels, median-scaled)",
+            self.validation_baselines,
+        )
+        write_png(self.out / "validation.png", chart)
+        return record
+
     def _visualize(self, frames: torch.Tensor, disparity: torch.Tensor) -> None:
         if self.rank != 0:
             return
@@ -385,6 +424,8 @@ class DepthTrainer:
             total=total, initial=self.step, unit="step", disable=options.quiet or self.rank != 0, file=sys.stderr
         )
         last = None
+        if self.step == 0:
+            self.validate()
         while self.step < total:
             loader = epoch_loader(
                 self.dataset,
@@ -428,6 +469,8 @@ class DepthTrainer:
                     )
                 if self.step % options.visualize_every == 0:
                     self._visualize(*last)
+                if options.validate_every and self.step % options.validate_every == 0:
+                    self.validate()
                 if self.step % options.checkpoint_every == 0:
                     self.save()
             else:
@@ -436,10 +479,17 @@ class DepthTrainer:
         bar.close()
         if last is not None:
             self._visualize(*last)
+        if not self.validation or self.validation[-1]["step"] != self.step:
+            self.validate()
         self.save()
         self.log.close()
         return DepthTrainResult(
-            unwrap(self.depth), unwrap(self.pose), self.step, time.perf_counter() - started, self.mean_intrinsics()
+            unwrap(self.depth),
+            unwrap(self.pose),
+            self.step,
+            time.perf_counter() - started,
+            self.mean_intrinsics(),
+            list(self.validation),
         )
 
 
@@ -484,23 +534,31 @@ def _evaluation_masks(truth_file: np.lib.npyio.NpzFile, depth: np.ndarray) -> np
 
 @torch.no_grad()
 def evaluate_depth(
-    network: FaceDepthNetwork, data: str | Path, split: str = "test", frames_per_clip: int = 8, size: int | None = None
+    network: FaceDepthNetwork,
+    data: str | Path,
+    split: str = "test",
+    frames_per_clip: int = 8,
+    size: int | None = None,
+    baselines: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Depth errors on a ``dagan synth`` split (face pixels, per-image median scaling), with baselines.
 
-    Returns {"model": ..., "constant": ..., "untrained": ...}, each mapping metric to its mean.
+    Returns {"model": ..., "constant": ..., "untrained": ...} (only "model" without ``baselines``),
+    each mapping metric to its mean.
     """
     clips = [c for c in list_clips(Path(data) / split) if c.with_suffix(".npz").is_file()]
     if not clips:
         raise DaganError(f"no clips with ground truth (NAME.npz, from dagan synth) in {Path(data) / split}")
     device = next(network.parameters()).device
     size = size or network.config.height
-    # A fixed seed makes the untrained baseline the same network in every report.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(UNTRAINED_SEED)
-        untrained = FaceDepthNetwork(network.config).to(device).eval()
-    network.eval()
-    sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in ("model", "constant", "untrained")}
+    networks = {"model": network.eval()}
+    if baselines:
+        # A fixed seed makes the untrained baseline the same network in every report.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(UNTRAINED_SEED)
+            networks["untrained"] = FaceDepthNetwork(network.config).to(device).eval()
+    names = ("model", "constant", "untrained") if baselines else ("model",)
+    sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in names}
     count = 0
     for clip in clips:
         with np.load(clip.with_suffix(".npz")) as truth_file:
@@ -511,7 +569,7 @@ def evaluate_depth(
         batch = torch.from_numpy(np.stack([resize_frame(frames[i], size) for i in picks]).transpose(0, 3, 1, 2)).to(
             device
         )
-        for name, net in (("model", network), ("untrained", untrained)):
+        for name, net in networks.items():
             disp = F.interpolate(net(batch), size=gt_depth.shape[1:], mode="bilinear", align_corners=False)
             depth = disp_to_depth(disp)[:, 0].cpu().numpy()
             for j, index in enumerate(picks):
@@ -519,7 +577,7 @@ def evaluate_depth(
                 errors = depth_errors(median_scaled(depth[j][mask], gt_depth[index][mask]), gt_depth[index][mask])
                 for key, value in errors.items():
                     sums[name][key] += value
-        for index in picks:
+        for index in picks if baselines else ():
             mask = masks[index] & (gt_depth[index] > 0)
             truth = gt_depth[index][mask]
             for key, value in depth_errors(median_scaled(np.ones_like(truth), truth), truth).items():
