@@ -159,8 +159,6 @@ def test_learning_rate_drops_for_the_last_quarter_and_can_be_replaced_on_resume(
 
 
 def test_translation_scale_scales_translation_only_and_must_match_on_resume(depth_data, tmp_path):
-    import json
-
     from dagan.config import DepthConfig
     from dagan.nn.pose import PoseNetwork
 
