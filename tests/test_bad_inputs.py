@@ -218,9 +218,15 @@ def test_depth_sizes_the_network_cannot_take_are_refused_up_front(command, size,
 def test_depth_pipelines_check_the_size_too(tiny_files, tmp_path):
     from dagan.pipelines.depth import depth_files
     from dagan.pipelines.depth_train import DepthTrainer, DepthTrainOptions
+    from dagan.pipelines.networks import load_animation_networks
+    from dagan.pipelines.onnx_backend import export_onnx
 
     with pytest.raises(DaganError, match="multiple of 32"):
         depth_files(tiny_files["depth"], tiny_files["source"], tmp_path / "o", size=48)
     with pytest.raises(DaganError, match="at least 64"):
         DepthTrainer(DepthTrainOptions(data=tmp_path, out=tmp_path / "run", size=32))
-    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+    # Without --size the export takes the model's frame size, which the command line never sees.
+    networks = load_animation_networks(tiny_files["checkpoint"], tiny_files["depth"])
+    with pytest.raises(DaganError, match="multiple of 32"):
+        export_onnx(networks, tmp_path / "onnx", size=80)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists() and not (tmp_path / "onnx").exists()

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dagan.config import check_depth_size
 from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output, check_writable_directory
 from dagan.nn import Keypoints, SourceEncoding
@@ -99,6 +100,7 @@ def export_onnx(networks: AnimationNetworks, out: str | Path, size: int = 256) -
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError as exc:
         raise DaganError("dagan export-onnx needs the onnx package: pip install 'dagan[onnx]'") from exc
+    check_depth_size(size)
     out = Path(out)
     check_writable_directory(out)
     # Winograd convolutions use strided views that ONNX cannot express; onnxruntime has its own.
