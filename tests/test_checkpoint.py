@@ -18,6 +18,7 @@ from dagan.io.checkpoint import (
     read_safetensors,
     strip_wrapper_prefixes,
     write_original_checkpoint,
+    write_safetensors,
 )
 from dagan.pipelines.networks import load_animation_networks
 
@@ -159,3 +160,27 @@ def test_malicious_pickle_never_runs(tmp_path):
     with pytest.raises(DaganError, match="refused"):
         read_dagan_checkpoint(tmp_path / "evil.pth.tar")
     assert not marker.exists()
+
+
+def test_the_aligned_warp_convention_travels_from_training_to_animation(tiny_files, tmp_path):
+    groups = make_tiny_weights()
+    trained = tmp_path / "trained.pth.tar"
+    config = {"model": {"generator": {"dense_motion": {"align_corners": True}}}, "data": {"frame_shape": [64, 64, 3]}}
+    torch.save({"generator": groups["generator"], "kp_detector": groups["kp_detector"], "config": config}, trained)
+    assert infer_model_config(read_dagan_checkpoint(trained)).generator.dense_motion.align_corners is True
+    st = tmp_path / "model.safetensors"
+    assert main(["convert", str(trained), str(st), "--depth-weights", str(tiny_files["depth"]), "--half"]) == 0
+    networks = load_animation_networks(st)
+    assert networks.generator.dense_motion_network.config.align_corners is True
+    assert networks.frame_size == 64
+    # Published and original-format checkpoints keep the original's convention.
+    original = load_animation_networks(tiny_files["checkpoint"], tiny_files["depth"])
+    assert original.generator.dense_motion_network.config.align_corners is False
+
+
+def test_an_invalid_recorded_warp_convention_is_refused(tmp_path):
+    groups = make_tiny_weights()
+    path = tmp_path / "odd.safetensors"
+    write_safetensors(path, {k: groups[k] for k in ("generator", "kp_detector")}, {"align_corners": "yes"})
+    with pytest.raises(DaganError, match="align_corners"):
+        load_animation_networks(path, None)

@@ -123,3 +123,7 @@ def test_identity_transform_leaves_frames_and_points_unchanged():
     assert torch.allclose(transform.transform_frame(frame), frame, atol=1e-6)
     points = torch.rand(2, 5, 2)
     assert torch.equal(transform.warp_coordinates(points), points)
+    # With the aligned convention the identity is exact on any frame, as the keypoints assume.
+    textured = torch.rand(2, 3, 16, 16)
+    assert torch.allclose(transform.transform_frame(textured, align_corners=True), textured, atol=1e-6)
+    assert (transform.transform_frame(textured) - textured).abs().mean() > 0.01

@@ -140,6 +140,8 @@ def read_dagan_checkpoint(path: str | Path) -> WeightFile:
         size = _training_frame_size(raw.get("config"))
         if size is not None:
             metadata["frame_size"] = size
+        if _training_align_corners(raw.get("config")):
+            metadata["align_corners"] = True
         weights = WeightFile(groups, metadata, str(path))
     missing = [g for g in ("generator", "kp_detector") if g not in weights.groups]
     if missing:
@@ -157,6 +159,14 @@ def _training_frame_size(config: object) -> int | None:
     except (KeyError, IndexError, TypeError):
         return None
     return int(size) if isinstance(size, int) and size > 0 else None
+
+
+def _training_align_corners(config: object) -> bool:
+    """Whether ``dagan train``'s recorded config asks for aligned-corner warps (absent: the original's)."""
+    try:
+        return config["model"]["generator"]["dense_motion"]["align_corners"] is True  # type: ignore[index]
+    except (KeyError, IndexError, TypeError):
+        return False
 
 
 def read_depth_weights(path: str | Path) -> WeightFile:
@@ -251,6 +261,7 @@ def infer_model_config(weights: WeightFile, base: ModelConfig | None = None) -> 
         max_features=max(gen[f"{dm}hourglass.encoder.down_blocks.{i}.conv.weight"].shape[0] for i in range(dm_blocks)),
         scale_factor=anti_alias_kernel_scale(gen[f"{dm}down.weight"].shape[-1]) if f"{dm}down.weight" in gkeys else 1,
         estimate_occlusion_map=f"{dm}occlusion.weight" in gkeys,
+        align_corners=_align_corners(weights),
     )
     gen_cfg = dataclasses.replace(
         base.generator,
@@ -267,6 +278,14 @@ def infer_model_config(weights: WeightFile, base: ModelConfig | None = None) -> 
     if disc is not None:
         config = dataclasses.replace(config, discriminator=_infer_discriminator(disc, config, src))
     return config.with_num_kp(num_kp)
+
+
+def _align_corners(weights: WeightFile) -> bool:
+    """The warps' grid convention, which no tensor shows: recorded in the metadata by dagan's own models."""
+    value = weights.metadata.get("align_corners", False)
+    if not isinstance(value, bool):
+        raise DaganError(f"checkpoint {weights.source} records an invalid align_corners {value!r}")
+    return value
 
 
 def _infer_discriminator(disc: StateDict, config: ModelConfig, src: str) -> DiscriminatorConfig:

@@ -232,23 +232,29 @@ class Hourglass(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-def resize_bilinear(maps: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize (align_corners=False) to ``size``; a no-op when already that size."""
+def resize_bilinear(
+    maps: torch.Tensor, size: torch.Size | tuple[int, int], align_corners: bool = False
+) -> torch.Tensor:
+    """Bilinear resize to ``size``; a no-op when already that size."""
     if tuple(maps.shape[2:]) == tuple(size):
         return maps
-    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
-def deform(features: torch.Tensor, deformation: torch.Tensor) -> torch.Tensor:
-    """Warp ``features`` by a sampling grid (B, h, w, 2), resizing the grid bilinearly if needed."""
+def deform(features: torch.Tensor, deformation: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """Warp ``features`` by a sampling grid (B, h, w, 2), resizing the grid bilinearly if needed.
+
+    ``align_corners`` is the grid's convention (``DenseMotionConfig.align_corners``); the resize
+    follows it too, so that a resized identity grid stays the identity.
+    """
     _, h_grid, w_grid, _ = deformation.shape
     _, _, h, w = features.shape
     if (h_grid, w_grid) != (h, w):
-        deformation = resize_bilinear(deformation.permute(0, 3, 1, 2), (h, w)).permute(0, 2, 3, 1)
+        deformation = resize_bilinear(deformation.permute(0, 3, 1, 2), (h, w), align_corners).permute(0, 2, 3, 1)
     return F.grid_sample(
         features,
         deformation,
         mode="bilinear",
         padding_mode="zeros",
-        align_corners=False,
+        align_corners=align_corners,
     )

@@ -66,7 +66,7 @@ class DenseMotionNetwork(nn.Module):
         heatmaps = self.heatmap_difference(h, w, kp_driving, kp_source)
         motions = self.sparse_motions(h, w, kp_driving, kp_source)
         repeated = image.unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
-        deformed = F.grid_sample(repeated, motions.reshape(b * k1, h, w, 2), align_corners=False)
+        deformed = F.grid_sample(repeated, motions.reshape(b * k1, h, w, 2), align_corners=self.config.align_corners)
         deformed = deformed.view(b, k1, c, h, w)
         prediction = self.hourglass(torch.cat([heatmaps, deformed], dim=2).view(b, -1, h, w))
         mask = F.softmax(self.mask(prediction), dim=1)

@@ -71,14 +71,15 @@ class DepthAwareWarper(nn.Module):
             kp_source = kp_source.expand(batch)
         motion = self.dense_motion_network(source_image, kp_driving, kp_source)
         out = {"mask": motion["mask"], "sparse_deformed": motion["sparse_deformed"]}
-        features = deform(encoding.features.expand(batch, -1, -1, -1), motion["deformation"])
+        aligned = self.dense_motion_network.config.align_corners
+        features = deform(encoding.features.expand(batch, -1, -1, -1), motion["deformation"], aligned)
         occlusion = motion.get("occlusion_map")
         if occlusion is not None:
             out["occlusion_map"] = occlusion
             features = features * resize_bilinear(occlusion, features.shape[2:])
         features = self.AttnModule(encoding.depth_features, features)
         out["deformation"] = motion["deformation"]
-        out["deformed"] = deform(source_image, motion["deformation"])
+        out["deformed"] = deform(source_image, motion["deformation"], aligned)
         return features, out
 
     def decode(self, features: torch.Tensor, warped: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -65,12 +65,16 @@ class EquivarianceTransform:
             warped = warped + spline.sum(dim=2).view(self.batch, coordinates.shape[1], 1)
         return warped
 
-    def transform_frame(self, frame: torch.Tensor) -> torch.Tensor:
-        """Resample a (B, C, H, W) frame through the warp, with reflection padding."""
+    def transform_frame(self, frame: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+        """Resample a (B, C, H, W) frame through the warp, with reflection padding.
+
+        ``align_corners`` should be the model's grid convention, so that the frame moves exactly as
+        ``warp_coordinates`` moves its keypoints.
+        """
         h, w = frame.shape[2:]
         grid = make_coordinate_grid(h, w, frame).reshape(1, h * w, 2)
         grid = self.warp_coordinates(grid).view(self.batch, h, w, 2)
-        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=False)
+        return F.grid_sample(frame, grid, padding_mode="reflection", align_corners=align_corners)
 
     def jacobian(self, coordinates: torch.Tensor) -> torch.Tensor:
         """d warp / d coordinates at each point, (B, N, 2, 2), differentiable."""
@@ -193,7 +197,8 @@ class GeneratorObjective(nn.Module):
                 transform = EquivarianceTransform.random(
                     driving.shape[0], self.train_config.transform, device=driving.device
                 )
-            transformed = transform.transform_frame(driving)
+            aligned = self.generator.dense_motion_network.config.align_corners
+            transformed = transform.transform_frame(driving, aligned)
             kp_transformed = self.keypoints(transformed, self.depth(transformed))
             generated["transformed_frame"] = transformed
             generated["transformed_kp"] = kp_transformed
