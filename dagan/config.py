@@ -49,8 +49,8 @@ class DenseMotionConfig:
     kp_variance: float = 0.01
     estimate_occlusion_map: bool = True
     #: How warps read the [-1, 1] keypoint grid. The original samples with ``align_corners=False``,
-    #: which shrinks every warp by (n-1)/n about the centre and resamples between pixels: even the
-    #: identity motion blurs and zooms the source (a 16x16 feature map by a pixel at its border).
+    #: which takes the grid's end points for pixel edges: even the identity motion stretches the
+    #: source by n/(n-1), resamples it between pixels and half-fades its last row and column.
     #: True samples exactly where the grid points; for models trained that way (the bundled one).
     align_corners: bool = False
 
