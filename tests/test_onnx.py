@@ -81,3 +81,25 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path, tiny_files, caps
     code = _animate(tiny_files, tmp_path / "empty", tmp_path / "x.mp4", "--backend", "onnxruntime")
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_aligned_warp_convention_survives_export(tiny_files, tmp_path):
+    import torch
+
+    from .conftest import make_tiny_weights
+
+    groups = make_tiny_weights(seed=1)
+    config = {"model": {"generator": {"dense_motion": {"align_corners": True}}}, "data": {"frame_shape": [64, 64, 3]}}
+    trained = tmp_path / "aligned.pth.tar"
+    torch.save({"generator": groups["generator"], "kp_detector": groups["kp_detector"], "config": config}, trained)
+    out = tmp_path / "onnx"
+    argv = ["export-onnx", "--checkpoint", str(trained), "--depth-weights", str(tiny_files["depth"])]
+    assert main([*argv, "--out", str(out)]) == 0
+    torch_path = Animator.from_checkpoint(trained, tiny_files["depth"], "cpu")
+    assert torch_path.networks.generator.dense_motion_network.config.align_corners is True
+    runtime = Animator.from_checkpoint(out, device="cpu", inference=InferenceConfig(backend="onnxruntime"))
+    source = read_image(tiny_files["source"])
+    frames, _ = read_video_frames(tiny_files["driving"])
+    a = np.stack([f.prediction for f in torch_path.animate(source, frames, batch_size=2)])
+    b = np.stack([f.prediction for f in runtime.animate(source, frames, batch_size=2)])
+    assert np.abs(a - b).max() < 1e-3
