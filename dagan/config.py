@@ -49,9 +49,10 @@ class DenseMotionConfig:
     kp_variance: float = 0.01
     estimate_occlusion_map: bool = True
     #: How warps read the [-1, 1] keypoint grid. The original samples with ``align_corners=False``,
-    #: which takes the grid's end points for pixel edges: even the identity motion stretches the
-    #: source by n/(n-1), resamples it between pixels and half-fades its last row and column.
-    #: True samples exactly where the grid points; for models trained that way (the bundled one).
+    #: which takes the grid's end points for pixel edges: even the identity motion shrinks the source
+    #: by (n-1)/n towards its centre, resamples it between pixels and half-fades its border rows and
+    #: columns. True samples exactly where the grid points (the bundled demo model is trained so).
+    #: The occlusion map, a mask rather than coordinates, is resized as in the original either way.
     align_corners: bool = False
 
 
@@ -236,6 +237,8 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif fields[name].type == "bool" and not isinstance(value, bool):
+            raise DaganError(f"config {where}.{name} must be true or false, got {value!r}")
         elif isinstance(value, list):
             kwargs[name] = tuple(value)
         else:

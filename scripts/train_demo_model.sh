@@ -16,7 +16,7 @@ dagan synth --out "$work/data" --identities 40 --clips-per-identity 4 --frames 3
 dagan train-depth --data "$work/data" --out "$work/depth" --size 96 --batch-size 4 --stride 2 \
     --learning-rate 2e-4 --intrinsics 0.95,0.95,0.5,0.5 --max-steps 2000 --seed 0 --workers 1 --cache-clips 200 --quiet
 dagan train --config "$here/configs/demo-64.yaml" --data "$work/data" --out "$work/dagan" \
-    --depth-weights "$work/depth" --max-steps 6800 --seed 0 --workers 1 --cache-clips 200 --quiet
+    --depth-weights "$work/depth" --max-steps 8800 --seed 0 --workers 1 --cache-clips 200 --quiet
 dagan convert "$work/dagan/checkpoint.pth.tar" "$assets/model.safetensors" --depth-weights "$work/depth" \
     --half --inference-only
 # The bundled inputs: held-out identities, rendered at the model's size.

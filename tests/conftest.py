@@ -13,7 +13,16 @@ import pytest
 import torch
 from PIL import Image
 
-from dagan.config import DenseMotionConfig, DepthConfig, GeneratorConfig, KeypointDetectorConfig, ModelConfig
+from dagan.config import (
+    Config,
+    DataConfig,
+    DenseMotionConfig,
+    DepthConfig,
+    GeneratorConfig,
+    KeypointDetectorConfig,
+    ModelConfig,
+    config_to_dict,
+)
 from dagan.io.checkpoint import write_depth_directory, write_original_checkpoint
 from dagan.nn import KeypointDetector
 from dagan.nn.face_depth import FaceDepthNetwork
@@ -102,6 +111,19 @@ def tiny_model_config(variant: str = "depth_aware", num_kp: int = 5) -> ModelCon
         dense_motion=dense,
     )
     return dataclasses.replace(ModelConfig(), kp_detector=kp, generator=gen, depth=DepthConfig(num_layers=18))
+
+
+def write_aligned_training_checkpoint(path: Path, seed: int = 0) -> Path:
+    """A tiny model saved as ``dagan train`` saves it, with the aligned warp convention and 64x64 frames."""
+    model = tiny_model_config()
+    dense = dataclasses.replace(model.generator.dense_motion, align_corners=True)
+    model = dataclasses.replace(model, generator=dataclasses.replace(model.generator, dense_motion=dense))
+    config = Config(model=model, data=DataConfig(frame_shape=(64, 64, 3)))
+    groups = make_tiny_weights(seed)
+    torch.save(
+        {"generator": groups["generator"], "kp_detector": groups["kp_detector"], "config": config_to_dict(config)}, path
+    )
+    return path
 
 
 def make_tiny_weights(

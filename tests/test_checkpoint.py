@@ -22,7 +22,7 @@ from dagan.io.checkpoint import (
 )
 from dagan.pipelines.networks import load_animation_networks
 
-from .conftest import make_tiny_weights, tiny_model_config
+from .conftest import make_tiny_weights, tiny_model_config, write_aligned_training_checkpoint
 
 
 def test_strip_wrapper_prefixes_handles_both_forms():
@@ -162,20 +162,24 @@ def test_malicious_pickle_never_runs(tmp_path):
     assert not marker.exists()
 
 
-def test_the_aligned_warp_convention_travels_from_training_to_animation(tiny_files, tmp_path):
-    groups = make_tiny_weights()
-    trained = tmp_path / "trained.pth.tar"
-    config = {"model": {"generator": {"dense_motion": {"align_corners": True}}}, "data": {"frame_shape": [64, 64, 3]}}
-    torch.save({"generator": groups["generator"], "kp_detector": groups["kp_detector"], "config": config}, trained)
+def test_the_aligned_warp_convention_travels_from_training_to_animation_and_back(tiny_files, tmp_path):
+    trained = write_aligned_training_checkpoint(tmp_path / "trained.pth.tar")
     assert infer_model_config(read_dagan_checkpoint(trained)).generator.dense_motion.align_corners is True
     st = tmp_path / "model.safetensors"
     assert main(["convert", str(trained), str(st), "--depth-weights", str(tiny_files["depth"]), "--half"]) == 0
-    networks = load_animation_networks(st)
-    assert networks.generator.dense_motion_network.config.align_corners is True
-    assert networks.frame_size == 64
-    # Published and original-format checkpoints keep the original's convention.
+    back = tmp_path / "back.pth.tar"
+    assert main(["convert", str(st), str(back)]) == 0
+    for path, depth in ((st, None), (back, tiny_files["depth"])):
+        networks = load_animation_networks(path, depth)
+        assert networks.generator.dense_motion_network.config.align_corners is True, path
+        assert networks.frame_size == 64, path
+    # Published and original-format checkpoints keep the original's convention...
     original = load_animation_networks(tiny_files["checkpoint"], tiny_files["depth"])
     assert original.generator.dense_motion_network.config.align_corners is False
+    # ...even when their depth network comes from an aligned model's file.
+    mixed = tmp_path / "mixed.safetensors"
+    assert main(["convert", str(tiny_files["checkpoint"]), str(mixed), "--depth-weights", str(st)]) == 0
+    assert load_animation_networks(mixed).generator.dense_motion_network.config.align_corners is False
 
 
 def test_an_invalid_recorded_warp_convention_is_refused(tmp_path):

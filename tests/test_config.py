@@ -36,6 +36,13 @@ def test_unknown_keys_are_refused(tmp_path):
         load_config(path)
 
 
+def test_a_switch_that_is_not_true_or_false_is_refused(tmp_path):
+    path = tmp_path / "switch.yaml"
+    path.write_text("model:\n  generator:\n    dense_motion: {align_corners: 1}\n")
+    with pytest.raises(DaganError, match="align_corners must be true or false"):
+        load_config(path)
+
+
 def test_missing_config_is_a_clean_error(tmp_path):
     with pytest.raises(DaganError, match="cannot read config"):
         load_config(tmp_path / "none.yaml")

@@ -13,6 +13,8 @@ from dagan.io.image import read_image
 from dagan.io.video import probe_video, read_video_frames
 from dagan.pipelines.animate import Animator
 
+from .conftest import write_aligned_training_checkpoint
+
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 
 
@@ -84,14 +86,7 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path, tiny_files, caps
 
 
 def test_the_aligned_warp_convention_survives_export(tiny_files, tmp_path):
-    import torch
-
-    from .conftest import make_tiny_weights
-
-    groups = make_tiny_weights(seed=1)
-    config = {"model": {"generator": {"dense_motion": {"align_corners": True}}}, "data": {"frame_shape": [64, 64, 3]}}
-    trained = tmp_path / "aligned.pth.tar"
-    torch.save({"generator": groups["generator"], "kp_detector": groups["kp_detector"], "config": config}, trained)
+    trained = write_aligned_training_checkpoint(tmp_path / "aligned.pth.tar", seed=1)
     out = tmp_path / "onnx"
     argv = ["export-onnx", "--checkpoint", str(trained), "--depth-weights", str(tiny_files["depth"])]
     assert main([*argv, "--out", str(out)]) == 0

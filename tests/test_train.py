@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+import yaml
 
 from dagan.cli import main
 from dagan.config import load_config
 from dagan.data.synth import write_dataset
+from dagan.errors import DaganError
 from dagan.io.checkpoint import read_dagan_checkpoint
+from dagan.pipelines.networks import load_animation_networks
 from dagan.pipelines.train import TrainOptions, train
 
 from .conftest import REPO
@@ -36,9 +39,11 @@ def depth_dir(tiny_files):
 
 
 def _options(data, out, depth, **kwargs) -> TrainOptions:
-    defaults = dict(workers=0, quiet=True, checkpoint_every=1000, validate_every=1000, visualize_every=1000)
+    defaults = dict(
+        config=TINY_CONFIG, workers=0, quiet=True, checkpoint_every=1000, validate_every=1000, visualize_every=1000
+    )
     defaults.update(kwargs)
-    return TrainOptions(data=data, out=out, config=TINY_CONFIG, depth_weights=depth, **defaults)
+    return TrainOptions(data=data, out=out, depth_weights=depth, **defaults)
 
 
 def _state(result) -> dict[str, torch.Tensor]:
@@ -57,6 +62,19 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_data, depth
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_an_aligned_run_records_its_warp_convention_and_resume_keeps_it(synth_data, depth_dir, tmp_path):
+    values = yaml.safe_load(TINY_CONFIG.read_text())
+    values["model"]["generator"]["dense_motion"]["align_corners"] = True
+    aligned = tmp_path / "aligned.yaml"
+    aligned.write_text(yaml.safe_dump(values))
+    run = tmp_path / "run"
+    train(_options(synth_data, run, depth_dir, config=aligned, max_steps=1))
+    networks = load_animation_networks(run / "checkpoint.pth.tar", depth_dir)
+    assert networks.generator.dense_motion_network.config.align_corners is True
+    with pytest.raises(DaganError, match="align_corners"):
+        train(_options(synth_data, run, depth_dir, max_steps=2, resume=True))
 
 
 def test_checkpoint_has_the_original_layout_and_animates(synth_data, depth_dir, tmp_path, tiny_files):

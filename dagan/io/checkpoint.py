@@ -169,6 +169,20 @@ def _training_align_corners(config: object) -> bool:
         return False
 
 
+def training_config_record(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The part of a ``dagan train`` config that ``read_dagan_checkpoint`` reads back, from metadata.
+
+    Lets a ``.pth.tar`` written from a ``.safetensors`` keep its frame size and warp convention.
+    """
+    record: dict[str, Any] = {}
+    if isinstance(metadata.get("frame_size"), int):
+        size = metadata["frame_size"]
+        record["data"] = {"frame_shape": [size, size, 3]}
+    if metadata.get("align_corners") is True:
+        record["model"] = {"generator": {"dense_motion": {"align_corners": True}}}
+    return record or None
+
+
 def read_depth_weights(path: str | Path) -> WeightFile:
     """Read the face-depth network from a directory (``encoder.pth`` + ``depth.pth``) or a ``.safetensors``."""
     path = Path(path)

@@ -11,10 +11,12 @@ from dagan.io.checkpoint import (
     DAGAN_GROUPS,
     DEPTH_CLASSIFIER_KEYS,
     DEPTH_GROUPS,
+    DEPTH_META_KEYS,
     WeightFile,
     read_dagan_checkpoint,
     read_depth_weights,
     read_safetensors,
+    training_config_record,
     write_depth_directory,
     write_original_checkpoint,
     write_safetensors,
@@ -58,7 +60,8 @@ def convert(
     if depth_weights is not None:
         depth = read_depth_weights(depth_weights)
         weights.groups.update(depth.groups)
-        weights.metadata.update(depth.metadata)
+        # Only what describes the depth network: a full model file also records the DaGAN's own facts.
+        weights.metadata.update({k: v for k, v in depth.metadata.items() if k in DEPTH_META_KEYS})
     if inference_only:
         weights.groups.pop("discriminator", None)
         if "depth_encoder" in weights.groups:
@@ -74,7 +77,9 @@ def convert(
     has_dagan = any(g in weights.groups for g in DAGAN_GROUPS)
     has_depth = all(g in weights.groups for g in DEPTH_GROUPS)
     if has_dagan and target.suffix in (".tar", ".pth", ".pt", ".ckpt"):
-        write_original_checkpoint(target, {g: v for g, v in weights.groups.items() if g in DAGAN_GROUPS})
+        record = training_config_record(weights.metadata)
+        extra = {"config": record} if record else None
+        write_original_checkpoint(target, {g: v for g, v in weights.groups.items() if g in DAGAN_GROUPS}, extra)
         return f"wrote {target} (original .pth.tar layout)"
     if has_depth and not has_dagan and not target.suffix:
         write_depth_directory(target, weights.groups, weights.metadata)

@@ -268,6 +268,9 @@ class Trainer:
             raise DaganError(
                 "--resume: the config's train.batch_size differs from the run's; the data order would change"
             )
+        saved_aligned = (saved or {}).get("model", {}).get("generator", {}).get("dense_motion", {}).get("align_corners")
+        if saved_aligned is not None and saved_aligned != self.config.model.generator.dense_motion.align_corners:
+            raise DaganError("--resume: the config's dense_motion.align_corners differs from the run's")
         for name, module in (
             ("generator", unwrap(self.generator)),
             ("kp_detector", unwrap(self.kp_detector)),
