@@ -140,7 +140,7 @@ def read_dagan_checkpoint(path: str | Path) -> WeightFile:
         size = _training_frame_size(raw.get("config"))
         if size is not None:
             metadata["frame_size"] = size
-        if _training_align_corners(raw.get("config")):
+        if recorded_align_corners(raw.get("config")):
             metadata["align_corners"] = True
         weights = WeightFile(groups, metadata, str(path))
     missing = [g for g in ("generator", "kp_detector") if g not in weights.groups]
@@ -161,8 +161,8 @@ def _training_frame_size(config: object) -> int | None:
     return int(size) if isinstance(size, int) and size > 0 else None
 
 
-def _training_align_corners(config: object) -> bool:
-    """Whether ``dagan train``'s recorded config asks for aligned-corner warps (absent: the original's)."""
+def recorded_align_corners(config: object) -> bool:
+    """Whether a ``dagan train`` config (as recorded in its checkpoints) asks for aligned-corner warps."""
     try:
         return config["model"]["generator"]["dense_motion"]["align_corners"] is True  # type: ignore[index]
     except (KeyError, IndexError, TypeError):

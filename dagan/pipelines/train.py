@@ -25,7 +25,13 @@ from tqdm import tqdm
 from dagan.config import Config, config_to_dict, load_config
 from dagan.data.dataset import DatasetRepeater, FramesDataset
 from dagan.errors import DaganError, first_line
-from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_original_checkpoint
+from dagan.io.checkpoint import (
+    load_strict,
+    load_torch_file,
+    read_depth_weights,
+    recorded_align_corners,
+    write_original_checkpoint,
+)
 from dagan.nn import KeypointDetector, MultiScaleDiscriminator
 from dagan.nn.vgg import VGG19Features
 from dagan.pipelines.distributed import (
@@ -268,8 +274,10 @@ class Trainer:
             raise DaganError(
                 "--resume: the config's train.batch_size differs from the run's; the data order would change"
             )
-        saved_aligned = (saved or {}).get("model", {}).get("generator", {}).get("dense_motion", {}).get("align_corners")
-        if saved_aligned is not None and saved_aligned != self.config.model.generator.dense_motion.align_corners:
+        if (
+            saved is not None
+            and recorded_align_corners(saved) != self.config.model.generator.dense_motion.align_corners
+        ):
             raise DaganError("--resume: the config's dense_motion.align_corners differs from the run's")
         for name, module in (
             ("generator", unwrap(self.generator)),
