@@ -67,6 +67,10 @@ class GeneratorConfig:
     num_down_blocks: int = 2
     num_bottleneck_blocks: int = 6
     dense_motion: DenseMotionConfig = field(default_factory=DenseMotionConfig)
+    #: Not in the original (off by default): the plain decoder also predicts a per-pixel mask and
+    #: returns mask x the source image warped at full resolution + (1 - mask) x its own image. A
+    #: small decoder blurs what it rebuilds; where the motion is right, the warped source is sharp.
+    blend_deformed: bool = False
 
 
 @dataclass

@@ -113,13 +113,19 @@ def tiny_model_config(variant: str = "depth_aware", num_kp: int = 5) -> ModelCon
     return dataclasses.replace(ModelConfig(), kp_detector=kp, generator=gen, depth=DepthConfig(num_layers=18))
 
 
-def write_aligned_training_checkpoint(path: Path, seed: int = 0) -> Path:
-    """A tiny model saved as ``dagan train`` saves it, with the aligned warp convention and 64x64 frames."""
+def write_aligned_training_checkpoint(path: Path, seed: int = 0, blend_deformed: bool = False) -> Path:
+    """A tiny model saved as ``dagan train`` saves it, with the aligned warp convention and 64x64 frames
+    (and, with ``blend_deformed``, the demo model's blended output)."""
     model = tiny_model_config()
     dense = dataclasses.replace(model.generator.dense_motion, align_corners=True)
-    model = dataclasses.replace(model, generator=dataclasses.replace(model.generator, dense_motion=dense))
+    generator = dataclasses.replace(model.generator, dense_motion=dense, blend_deformed=blend_deformed)
+    model = dataclasses.replace(model, generator=generator)
     config = Config(model=model, data=DataConfig(frame_shape=(64, 64, 3)))
     groups = make_tiny_weights(seed)
+    if blend_deformed:
+        net = build_generator(generator)
+        randomise_(net, torch.Generator().manual_seed(seed))
+        groups["generator"] = net.state_dict()
     torch.save(
         {"generator": groups["generator"], "kp_detector": groups["kp_detector"], "config": config_to_dict(config)}, path
     )

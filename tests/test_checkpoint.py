@@ -114,6 +114,17 @@ def test_depth_folder_converts_to_safetensors_and_back(tiny_files, tmp_path):
         assert all(torch.equal(a.groups[group][k], b.groups[group][k]) for k in a.groups[group])
 
 
+def test_a_full_model_file_gives_up_its_depth_network_as_a_folder(tiny_files, tmp_path):
+    st = tmp_path / "model.safetensors"
+    assert main(["convert", str(tiny_files["checkpoint"]), str(st), "--depth-weights", str(tiny_files["depth"])]) == 0
+    assert main(["convert", str(st), str(tmp_path / "depth")]) == 0
+    a, b = read_depth_weights(tiny_files["depth"]), read_depth_weights(tmp_path / "depth")
+    assert set(b.groups) == {"depth_encoder", "depth_decoder"}
+    for group in a.groups:
+        assert all(torch.equal(a.groups[group][k], b.groups[group][k]) for k in a.groups[group])
+    assert main(["convert", str(tiny_files["checkpoint"]), str(tmp_path / "nothing")]) == 2
+
+
 def test_half_precision_safetensors_loads_as_float32(tiny_files, tmp_path):
     st = tmp_path / "half.safetensors"
     assert main(["convert", str(tiny_files["checkpoint"]), str(st), "--half"]) == 0

@@ -85,13 +85,14 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path, tiny_files, caps
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
 
 
-def test_the_aligned_warp_convention_survives_export(tiny_files, tmp_path):
-    trained = write_aligned_training_checkpoint(tmp_path / "aligned.pth.tar", seed=1)
+def test_the_demo_models_aligned_warps_and_blend_survive_export(tiny_files, tmp_path):
+    trained = write_aligned_training_checkpoint(tmp_path / "aligned.pth.tar", seed=1, blend_deformed=True)
     out = tmp_path / "onnx"
     argv = ["export-onnx", "--checkpoint", str(trained), "--depth-weights", str(tiny_files["depth"])]
     assert main([*argv, "--out", str(out)]) == 0
     torch_path = Animator.from_checkpoint(trained, tiny_files["depth"], "cpu")
     assert torch_path.networks.generator.dense_motion_network.config.align_corners is True
+    assert torch_path.networks.generator.blend is not None
     runtime = Animator.from_checkpoint(out, device="cpu", inference=InferenceConfig(backend="onnxruntime"))
     source = read_image(tiny_files["source"])
     frames, _ = read_video_frames(tiny_files["driving"])

@@ -286,6 +286,7 @@ def infer_model_config(weights: WeightFile, base: ModelConfig | None = None) -> 
         num_down_blocks=down,
         num_bottleneck_blocks=_count_indexed(gkeys, "bottleneck.r"),
         dense_motion=dense,
+        blend_deformed="blend.weight" in gkeys,
     )
     config = dataclasses.replace(base, kp_detector=kp_cfg, generator=gen_cfg)
     disc = weights.groups.get("discriminator")

@@ -115,10 +115,17 @@ class DepthAwareGenerator(DepthAwareWarper):
         for i in range(config.num_bottleneck_blocks):
             self.bottleneck.add_module(f"r{i}", ResBlock2d(_widths(config, n)))
         self.final = nn.Conv2d(config.block_expansion, config.num_channels, kernel_size=7, padding=3)
+        self.blend = nn.Conv2d(config.block_expansion, 1, kernel_size=7, padding=3) if config.blend_deformed else None
 
     def decode(self, features: torch.Tensor, warped: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Turn attended features into an image in [0, 1]."""
+        """Turn attended features into an image in [0, 1] (with ``blend_deformed``, also store the
+        mask in ``warped["blend_mask"]``, so the generator's outputs include it)."""
         out = self.bottleneck(features)
         for block in self.up_blocks:
             out = block(out)
-        return torch.sigmoid(self.final(out))
+        image = torch.sigmoid(self.final(out))
+        if self.blend is None:
+            return image
+        mask = torch.sigmoid(self.blend(out))
+        warped["blend_mask"] = mask
+        return mask * warped["deformed"] + (1 - mask) * image

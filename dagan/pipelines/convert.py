@@ -45,7 +45,8 @@ def convert(
 
     - ``.pth.tar`` (and optional depth weights) to ``.safetensors``;
     - a depth directory (``encoder.pth`` + ``depth.pth``) to ``.safetensors``;
-    - ``.safetensors`` to ``.pth.tar`` (DaGAN groups) or to a directory (depth groups).
+    - ``.safetensors`` to ``.pth.tar`` (DaGAN groups) or to a directory (its depth groups, also
+      out of a full model file).
 
     ``inference_only`` leaves out what animation never runs: the discriminator and the depth
     encoder's ImageNet classifier.
@@ -81,7 +82,8 @@ def convert(
         extra = {"config": record} if record else None
         write_original_checkpoint(target, {g: v for g, v in weights.groups.items() if g in DAGAN_GROUPS}, extra)
         return f"wrote {target} (original .pth.tar layout)"
-    if has_depth and not has_dagan and not target.suffix:
+    if has_depth and not target.suffix:
+        # A full model file gives up its depth network: the original code reads it from a folder.
         write_depth_directory(target, weights.groups, weights.metadata)
         return f"wrote {target}/encoder.pth and {target}/depth.pth"
     raise DaganError(

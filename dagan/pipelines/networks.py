@@ -28,6 +28,10 @@ from dagan.nn.face_depth import FaceDepthNetwork
 def build_generator(config: GeneratorConfig) -> DepthAwareGenerator | SPADEDepthAwareGenerator:
     """The generator class the config's ``variant`` names."""
     if config.variant == "spade":
+        if config.blend_deformed:
+            raise DaganError(
+                "generator.blend_deformed is for the plain decoder; the SPADE decoder already sees the warped image"
+            )
         return SPADEDepthAwareGenerator(config)
     return DepthAwareGenerator(config)
 
