@@ -64,15 +64,17 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_data, depth
         assert torch.equal(a[key], b[key]), key
 
 
-def test_an_aligned_run_records_its_warp_convention_and_resume_keeps_it(synth_data, depth_dir, tmp_path):
+def test_a_run_with_the_demo_models_options_records_them_and_resume_keeps_them(synth_data, depth_dir, tmp_path):
     values = yaml.safe_load(TINY_CONFIG.read_text())
     values["model"]["generator"]["dense_motion"]["align_corners"] = True
+    values["model"]["generator"]["blend_deformed"] = True
     aligned = tmp_path / "aligned.yaml"
     aligned.write_text(yaml.safe_dump(values))
     run = tmp_path / "run"
     train(_options(synth_data, run, depth_dir, config=aligned, max_steps=1))
     networks = load_animation_networks(run / "checkpoint.pth.tar", depth_dir)
     assert networks.generator.dense_motion_network.config.align_corners is True
+    assert networks.generator.blend is not None
     with pytest.raises(DaganError, match="align_corners"):
         train(_options(synth_data, run, depth_dir, max_steps=2, resume=True))
 
