@@ -253,7 +253,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pth.tar exactly")
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
-    p.add_argument("--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights")
+    p.add_argument(
+        "--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights: folder or .safetensors"
+    )
     p.add_argument("--vgg-weights", metavar="PATH", default=None, help="torchvision vgg19-dcbb9e9d.pth")
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N", help="steps between checkpoints")

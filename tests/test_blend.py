@@ -72,6 +72,14 @@ def test_the_image_loss_reaches_the_motion_through_the_warped_source():
     assert motion_grads and sum(float(g.abs().sum()) for g in motion_grads) > 0
 
 
+def test_the_mask_itself_learns_from_the_image_loss():
+    blended, _ = _generators(seed=1)
+    blended.train()
+    out = blended(*_inputs(seed=1))
+    (out["prediction"] - torch.rand_like(out["prediction"])).abs().mean().backward()
+    assert blended.blend.weight.grad is not None and float(blended.blend.weight.grad.abs().sum()) > 0
+
+
 def test_the_spade_decoder_refuses_the_blend():
     config = dataclasses.replace(tiny_model_config("spade").generator, blend_deformed=True)
     with pytest.raises(DaganError, match="blend_deformed"):

@@ -425,5 +425,18 @@ def write_depth_directory(
         raise DaganError(f"cannot create {directory}: {exc.strerror or exc}") from exc
     meta = {"height": 256, "width": 256, "use_stereo": False}
     meta.update({k: v for k, v in (metadata or {}).items() if k in DEPTH_META_KEYS})
-    write_torch(directory / DEPTH_ENCODER_FILE, {**groups["depth_encoder"], **meta})
+    write_torch(directory / DEPTH_ENCODER_FILE, {**_with_classifier(groups["depth_encoder"]), **meta})
     write_torch(directory / DEPTH_DECODER_FILE, dict(groups["depth_decoder"]))
+
+
+def _with_classifier(encoder: StateDict) -> StateDict:
+    """The encoder with a zero ImageNet classifier where ``--inference-only`` left it out.
+
+    The original code loads the encoder strictly, classifier included, though depth never uses it.
+    """
+    if all(k in encoder for k in DEPTH_CLASSIFIER_KEYS):
+        return dict(encoder)
+    features = max(v.shape[0] for k, v in encoder.items() if k.startswith("encoder.layer4.") and v.ndim == 4)
+    weight, bias = DEPTH_CLASSIFIER_KEYS
+    like = encoder["encoder.conv1.weight"]
+    return {**encoder, weight: like.new_zeros(1000, features), bias: like.new_zeros(1000)}

@@ -82,7 +82,7 @@ def convert(
         extra = {"config": record} if record else None
         write_original_checkpoint(target, {g: v for g, v in weights.groups.items() if g in DAGAN_GROUPS}, extra)
         return f"wrote {target} (original .pth.tar layout)"
-    if has_depth and not target.suffix:
+    if has_depth and not target.suffix and (not has_dagan or source.suffix == ".safetensors"):
         # A full model file gives up its depth network: the original code reads it from a folder.
         write_depth_directory(target, weights.groups, weights.metadata)
         return f"wrote {target}/encoder.pth and {target}/depth.pth"

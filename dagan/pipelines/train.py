@@ -128,7 +128,8 @@ def _hwc(batch: torch.Tensor, index: int) -> np.ndarray:
 
 
 def visual_grid(source: torch.Tensor, driving: torch.Tensor, generated: dict) -> np.ndarray:
-    """Rows of: source + kp, driving + kp, deformed, prediction, occlusion (like the original visualizer)."""
+    """Rows of: source + kp, driving + kp, deformed, prediction, blend mask if any, occlusion (like the
+    original visualizer)."""
     rows = []
     n = min(source.shape[0], 4)
     for i in range(n):
@@ -138,6 +139,9 @@ def visual_grid(source: torch.Tensor, driving: torch.Tensor, generated: dict) ->
             _hwc(generated["deformed"], i),
             _hwc(generated["prediction"], i),
         ]
+        if "blend_mask" in generated:  # white: the warped source shows through
+            mask = generated["blend_mask"][i].detach().float().cpu().permute(1, 2, 0).numpy()
+            panels.append(np.repeat(mask, 3, axis=2))
         if "occlusion_map" in generated:
             occlusion = torch.nn.functional.interpolate(
                 generated["occlusion_map"][i : i + 1].float(), size=source.shape[2:]
@@ -157,7 +161,8 @@ class Trainer:
         self.config = config or load_config(options.config)
         if options.depth_weights is None:
             raise DaganError(
-                "dagan train needs --depth-weights DIR (encoder.pth + depth.pth, e.g. from dagan train-depth)"
+                "dagan train needs --depth-weights DIR (encoder.pth + depth.pth, e.g. from dagan train-depth) "
+                "or a .safetensors holding them"
             )
         self.out = Path(options.out)
         if self.rank == 0:
