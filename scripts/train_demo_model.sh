@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the bundled demo model (docs/model-card.md) from nothing, deterministically given the seeds:
 # synthetic data, then self-supervised face depth, then DaGAN, then the fp16 bundle and its inputs.
-# Under 2 hours on a 2-core CPU (112 minutes measured; docs/model-card.md).
+# About 2 h 10 min on a 2-core CPU as last measured (docs/model-card.md, over its 2-hour budget).
 # Usage: scripts/train_demo_model.sh [WORK_DIR] [ASSET_DIR]
 #   ASSET_DIR receives model.safetensors, source.png, source.json and driving.mp4
 #   (default WORK_DIR/bundle; pass dagan/assets/demo to replace the shipped model).
@@ -18,7 +18,7 @@ dagan train-depth --data "$work/data" --out "$work/depth" --size 96 --batch-size
 # The bundle stores the depth network in fp16: DaGAN trains on exactly the depth maps it will get.
 dagan convert "$work/depth" "$work/depth-fp16.safetensors" --half --inference-only
 dagan train --config "$here/configs/demo-64.yaml" --data "$work/data" --out "$work/dagan" \
-    --depth-weights "$work/depth-fp16.safetensors" --max-steps 8800 --seed 0 --workers 1 --cache-clips 200 --quiet
+    --depth-weights "$work/depth-fp16.safetensors" --max-steps 7000 --seed 0 --workers 1 --cache-clips 200 --quiet
 dagan convert "$work/dagan/checkpoint.pth.tar" "$assets/model.safetensors" \
     --depth-weights "$work/depth-fp16.safetensors" --half --inference-only
 # The bundled inputs: held-out identities, rendered at the model's size.

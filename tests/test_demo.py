@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,14 +11,16 @@ import torch
 
 from dagan.assets import DEMO_DRIVING, DEMO_MODEL, DEMO_SOURCE, DEMO_SOURCE_LANDMARKS
 from dagan.cli import main
+from dagan.config import load_config
 from dagan.data.synth_eval import write_eval_set
 from dagan.io.checkpoint import DEPTH_CLASSIFIER_KEYS, read_safetensors
 from dagan.io.image import read_image
 from dagan.io.video import probe_video, read_video_frames
+from dagan.nn.keypoint_detector import KeypointDetector
 from dagan.nn.landmark_net import LandmarkNet
 from dagan.pipelines.evaluate import EvaluateOptions, evaluate
 from dagan.pipelines.landmarks import landmark_error, load_clips, train_landmarks
-from dagan.pipelines.networks import load_animation_networks
+from dagan.pipelines.networks import build_generator, load_animation_networks
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,10 @@ def synth_set(tmp_path_factory):
                  "--frames", "6", "--size", "32", "--seed", "3", "--quiet"]) == 0  # fmt: skip
     write_eval_set(data, root / "eval", demo_frames=8, quiet=True)
     return data, root / "eval"
+
+
+def _shapes(network: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(tensor.shape) for name, tensor in network.state_dict().items()}
 
 
 def _video(path):
@@ -142,6 +149,20 @@ def test_demo_animates_the_bundled_portrait(tmp_path, capsys):
         window = (slice(None), slice(max(y - 3, 0), y + 4), slice(max(x - 3, 0), x + 4))
         change = np.abs(result[window] - source[window[1:]]).mean(axis=(1, 2, 3))
         assert change.max() > 0.03, f"the {feature} region never changes"
+
+
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason=f"the bundled model {DEMO_MODEL} is not in this checkout")
+def test_the_bundled_model_is_the_one_its_recipe_config_describes():
+    recipe = load_config(Path(__file__).parents[1] / "configs" / "demo-64.yaml")
+    bundled = load_animation_networks(DEMO_MODEL)
+    for built, shipped in (
+        (build_generator(recipe.model.generator), bundled.generator),
+        (KeypointDetector(recipe.model.kp_detector), bundled.kp_detector),
+    ):
+        assert _shapes(built) == _shapes(shipped)
+    # What no tensor shows is recorded in the file.
+    assert bundled.config.generator.dense_motion.align_corners == recipe.model.generator.dense_motion.align_corners
+    assert bundled.frame_size == recipe.data.frame_shape[0]
 
 
 @pytest.mark.skipif(not DEMO_MODEL.is_file(), reason=f"the bundled model {DEMO_MODEL} is not in this checkout")
