@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain the bundled demo model (docs/model-card.md) from nothing, deterministically given the seeds:
 # synthetic data, then self-supervised face depth, then DaGAN, then the fp16 bundle and its inputs.
-# About 2 h 10 min on a 2-core CPU as last measured (docs/model-card.md, over its 2-hour budget).
+# About 95 min on a 2-core CPU at the speed of earlier measurements, 130 min on a slow day (docs/model-card.md).
 # Usage: scripts/train_demo_model.sh [WORK_DIR] [ASSET_DIR]
 #   ASSET_DIR receives model.safetensors, source.png, source.json and driving.mp4
 #   (default WORK_DIR/bundle; pass dagan/assets/demo to replace the shipped model).
