@@ -3,34 +3,82 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from dagan import __version__
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+#: No device holds a batch this large; a bound keeps absurd values from reaching the allocator.
+MAX_BATCH_SIZE = 4096
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.EFBIG,
+    errno.EIO,
+    errno.ENXIO,
+    errno.ELOOP,
+}
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
+def _batch_size(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_SIZE}, got {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
+    value = _finite_float(text)
+    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
 
@@ -39,14 +87,14 @@ def _intrinsics(text: str) -> tuple[float, float, float, float]:
     parts = text.split(",")
     if len(parts) != 4:
         raise argparse.ArgumentTypeError(f"needs four numbers FX,FY,CX,CY, got {text!r}")
-    values = tuple(float(part) for part in parts)
+    values = tuple(_finite_float(part) for part in parts)
     if not (all(math.isfinite(v) for v in values) and values[0] > 0 and values[1] > 0):
         raise argparse.ArgumentTypeError(f"needs finite numbers and focal lengths above 0, got {text!r}")
     return values
 
 
 def _even_size(text: str) -> int:
-    value = int(text)
+    value = _whole_number(text)
     if value < 16 or value % 2:
         raise argparse.ArgumentTypeError(f"must be an even number of pixels, at least 16, got {value}")
     return value
@@ -55,12 +103,25 @@ def _even_size(text: str) -> int:
 def _depth_size(text: str) -> int:
     from dagan.config import check_depth_size
 
-    value = int(text)
+    value = _whole_number(text)
     try:
         check_depth_size(value)
     except DaganError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
+
+
+def _add_max_pixels(p: argparse.ArgumentParser) -> None:
+    from dagan.config import DEFAULT_MAX_PIXELS
+
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"refuse images and video frames of more than N pixels before decoding them "
+        f"(default {DEFAULT_MAX_PIXELS:,}; a guard against decompression bombs)",
+    )
 
 
 def _add_precision_flags(p: argparse.ArgumentParser) -> None:
@@ -102,6 +163,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         save_side_by_side=args.save_side_by_side,
         quiet=args.quiet,
         inference=inference,
+        overwrite=args.overwrite,
     )
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
@@ -266,6 +328,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_precision_flags(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--quiet", action="store_true")
+    _add_max_pixels(p)
     p.set_defaults(handler=_cmd_train)
 
 
@@ -330,11 +393,11 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/ clips")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument("--layers", type=int, choices=(18, 50), default=18)
+    p.add_argument("--layers", type=_whole_number, choices=(18, 50), default=18)
     p.add_argument("--size", type=_depth_size, default=256)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
-    p.add_argument("--batch-size", type=_positive_int, default=4, metavar="N")
+    p.add_argument("--batch-size", type=_batch_size, default=4, metavar="N")
     p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
     p.add_argument(
         "--learning-rate",
@@ -383,6 +446,7 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
         help="only evaluate RUN_DIR's weights on test/ against dagan synth ground truth (with baselines)",
     )
     p.add_argument("--quiet", action="store_true")
+    _add_max_pixels(p)
     p.set_defaults(handler=_cmd_train_depth)
 
 
@@ -416,11 +480,14 @@ def _add_depth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="OUT", help="output folder")
     p.add_argument("--raw", choices=("npy", "png16", "none"), default="npy", help="raw depth format")
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud per frame")
-    p.add_argument("--focal", type=float, default=None, help="focal length in image widths (default: learned)")
+    p.add_argument(
+        "--focal", type=_positive_float, default=None, help="focal length in image widths (default: learned)"
+    )
     p.add_argument("--size", type=_depth_size, default=256)
-    p.add_argument("--batch-size", type=_positive_int, default=8)
+    p.add_argument("--batch-size", type=_batch_size, default=8)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument("--quiet", action="store_true")
+    _add_max_pixels(p)
     p.set_defaults(handler=_cmd_depth)
 
 
@@ -476,7 +543,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=_batch_size,
         default=None,
         metavar="N",
         help="driving frames per batch (default: 1 on CPU, where batching buys no speed; 8 on GPU)",
@@ -505,6 +572,12 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="on CPU, batches computed at once, each on its share of the cores (default 0: one per core, at most 4)",
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="an --output folder may hold an earlier run's frames, which are replaced (never other files)",
+    )
+    _add_max_pixels(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_animate)
 
@@ -602,10 +675,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         default="cross",
         help="self: reconstruct the driving video (absolute keypoints); cross: relative motion (default)",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=None, metavar="N", help="driving frames per batch")
+    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N", help="driving frames per batch")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     _add_precision_flags(p)
     p.add_argument("--quiet", action="store_true")
+    _add_max_pixels(p)
     p.set_defaults(handler=_cmd_generate)
 
 
@@ -647,7 +721,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from dagan.pipelines.evaluate import ALL_METRICS
+    from dagan.config import ALL_METRICS
 
     p = sub.add_parser(
         "evaluate",
@@ -671,7 +745,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="a dagan train-landmarks network: AKD on synthetic heads against their ground-truth landmarks",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=_positive_int, default=20, metavar="N", help="windows per network batch")
+    p.add_argument("--batch-size", type=_batch_size, default=20, metavar="N", help="windows per network batch")
     p.add_argument(
         "--eval-set",
         metavar="DIR",
@@ -682,6 +756,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-samples", type=_positive_int, default=None, metavar="N", help="only the first N items")
     p.add_argument("--save-visuals", action="store_true", help="write source | driving | generated triplets")
     p.add_argument("--quiet", action="store_true")
+    _add_max_pixels(p)
     p.set_defaults(handler=_cmd_evaluate)
 
 
@@ -724,9 +799,16 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, like every other dagan error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dagan`` argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dagan",
         description="DaGAN: depth-aware talking-head generation (Hong et al., CVPR 2022).",
     )
@@ -738,17 +820,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that the same clean-up as for Ctrl-C runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # No option of dagan's takes an empty value: an unset shell variable must not mean "here".
+    for name, value in vars(args).items():
+        if isinstance(value, str) and not value.strip():
+            flag = name if name in ("input", "output") and args.command == "convert" else f"--{name.replace('_', '-')}"
+            parser.error(f"{args.command}: {flag} must not be empty")
+    if getattr(args, "max_pixels", None) is not None:
+        from dagan.io.image import set_max_pixels
+
+        set_max_pixels(args.max_pixels)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dagan`` console script."""
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.handler(args)
     except DaganError as exc:
         print(f"dagan: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except _Terminated:
+        print("dagan: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("dagan: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"dagan: error: out of memory in '{args.command}' (try smaller inputs or --batch-size)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as exc:
+        # The file system said no (disk full, read-only, permissions, a path that cannot be made):
+        # the environment, not a bug, so one line naming the file.
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        target = f" {exc.filename}" if exc.filename else ""
+        print(f"dagan: error: cannot use{target}: {exc.strerror or first_line(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

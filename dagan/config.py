@@ -17,6 +17,12 @@ import yaml
 
 from dagan.errors import DaganError, first_line
 
+#: Images and video frames above this many pixels are refused before decoding (``--max-pixels``).
+DEFAULT_MAX_PIXELS = 50_000_000
+
+#: Every metric ``dagan evaluate`` computes, in report order (its default ``--metrics``).
+ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
+
 GeneratorVariant = Literal["depth_aware", "spade"]
 
 

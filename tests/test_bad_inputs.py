@@ -12,6 +12,7 @@ import torch
 
 from dagan.cli import main
 from dagan.errors import DaganError
+from dagan.io.atomic import write_frame_manifest
 from dagan.io.checkpoint import write_original_checkpoint
 from dagan.pipelines import animate as animate_module
 
@@ -168,6 +169,7 @@ def test_failed_run_leaves_good_output_untouched(tiny_files, tmp_path, capsys, m
     frames_dir = tmp_path / "frames"
     frames_dir.mkdir()
     (frames_dir / "000000.png").write_bytes(b"old frame")
+    write_frame_manifest(frames_dir, ["000000.png"])  # an earlier run's frames, which --overwrite may replace
 
     real_animate = animate_module.Animator.animate
 
@@ -181,8 +183,8 @@ def test_failed_run_leaves_good_output_untouched(tiny_files, tmp_path, capsys, m
     _expect_clean_error(capsys, _args(tiny_files, **{"--output": out, "--save-depth": tmp_path / "d.mp4"}), "simulated")
     assert out.read_bytes() == b"a good result from yesterday"
     assert not (tmp_path / "d.mp4").exists()
-    _expect_clean_error(capsys, _args(tiny_files, **{"--output": f"{frames_dir}/"}), "simulated")
-    assert sorted(p.name for p in frames_dir.iterdir()) == ["000000.png"]
+    _expect_clean_error(capsys, [*_args(tiny_files, **{"--output": f"{frames_dir}/"}), "--overwrite"], "simulated")
+    assert sorted(p.name for p in frames_dir.iterdir() if not p.name.startswith(".")) == ["000000.png"]
     assert (frames_dir / "000000.png").read_bytes() == b"old frame"
     assert [p.name for p in tmp_path.iterdir() if ".partial" in p.name] == []
 

@@ -87,7 +87,7 @@ class ClipReader:
         """The frames at ``indices`` (H, W, 3) float32 in [0, 1]."""
         if clip.is_dir():
             files = list_frame_files(clip)
-            return [resize_frame(read_image(files[i]), self.size) for i in indices]
+            return [resize_frame(read_image(files[i], self.size), self.size) for i in indices]
         if self.cache_clips or clip in self._cache:
             frames = self._decode(clip)
             return [frames[i] for i in indices]

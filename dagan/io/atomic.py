@@ -1,14 +1,45 @@
-"""Write-then-rename, so a failed run never leaves half a file or clobbers a good one."""
+"""Output safety: write-then-rename, and the one set of rules every command's outputs follow.
+
+- An output is written under a temporary name beside it and renamed only when complete, so a
+  failed or interrupted run never leaves half a file and never replaces a good one.
+- ``check_outputs`` refuses, before any work, an output that would overwrite an input of the same
+  run (the same path, the same file through a link, or a frame folder holding the input), two
+  outputs that name the same file, and an empty path.
+- A frame-folder output (``frame_folder_state``) must be new, empty, or hold only the frames an
+  earlier dagan run recorded in its manifest, and then only with ``--overwrite``: dagan never
+  deletes or replaces a file it did not write.
+- Temporary names stay within the file system's name limit, and stale temporaries of dagan's own
+  naming (left by a killed run) are removed next to a new output once they are a day old.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from dagan.errors import DaganError
+
+#: The part of every temporary name that marks it as dagan's: ``.NAME.XXXXXXXX.partial.SUFFIX``.
+PARTIAL = ".partial"
+#: Prefix of the hidden folder a frame writer stages its frames in.
+STAGING_PREFIX = ".partial-"
+#: Temporaries older than this are left over from a killed run (no run writes one file for a day).
+STALE_AFTER_S = 24 * 3600
+#: The file in a frame folder that lists the frames dagan wrote there (and so may replace).
+FRAME_MANIFEST = ".dagan-frames.json"
+FRAME_NAME = re.compile(r"^\d{6}\.png$")
+
+# mkstemp's random part is 8 characters of [a-z0-9_].
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial(\.[A-Za-z0-9]+)?$")
+_STAGING = re.compile(r"^\.partial-[a-z0-9_]{8}$")
+_RANDOM_PART = len(".XXXXXXXX")
 
 
 def _current_umask() -> int:
@@ -21,6 +52,51 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+def _name_limit(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _temporary_prefix(name: str, suffix: str, directory: Path) -> str:
+    """``.NAME.`` shortened so the whole temporary name fits the file system's limit (in bytes)."""
+    room = _name_limit(directory) - len(os.fsencode(f"..{PARTIAL}{suffix}")) - _RANDOM_PART + 1
+    encoded = os.fsencode(name)
+    if len(encoded) > room:
+        name = encoded[: max(room, 1)].decode(errors="ignore") or "out"
+    return f".{name}."
+
+
+def is_own_temporary(name: str) -> bool:
+    """Whether a file or folder name is one of dagan's temporary names."""
+    return bool(_TEMPORARY.match(name) or _STAGING.match(name))
+
+
+def remove_stale_temporaries(directory: str | Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete dagan's own temporaries in ``directory`` that a killed run left more than a day ago."""
+    removed = []
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not is_own_temporary(entry.name):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue  # another run's, or not ours to remove after all
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(final: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it onto ``final`` only if the block succeeds."""
@@ -28,9 +104,13 @@ def atomic_output(final: str | Path, suffix: str | None = None) -> Iterator[Path
     directory = final.parent if str(final.parent) else Path(".")
     if not directory.is_dir():
         raise DaganError(f"cannot write {final}: directory {directory} does not exist")
+    if final.is_dir():
+        raise DaganError(f"cannot write {final}: it is a directory")
     suffix = final.suffix if suffix is None else suffix
+    remove_stale_temporaries(directory)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".partial{suffix}", dir=directory)
+        prefix = _temporary_prefix(final.name, suffix, directory)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=f"{PARTIAL}{suffix}", dir=directory)
     except OSError as exc:
         raise DaganError(f"cannot write {final}: {exc.strerror or exc}") from exc
     os.close(fd)
@@ -47,6 +127,8 @@ def atomic_output(final: str | Path, suffix: str | None = None) -> Iterator[Path
 def check_writable_directory(directory: str | Path) -> Path:
     """Create ``directory`` if needed and make sure files can be written in it."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise DaganError(f"cannot write to {directory}: it exists and is not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".dagan-write-test.", dir=directory)
@@ -55,3 +137,110 @@ def check_writable_directory(directory: str | Path) -> Path:
     except OSError as exc:
         raise DaganError(f"cannot write to {directory}: {exc.strerror or exc}") from exc
     return directory
+
+
+@contextlib.contextmanager
+def output_directory(directory: str | Path) -> Iterator[Path]:
+    """``check_writable_directory``, and remove the folders it created if the block fails before writing in them."""
+    directory = Path(directory)
+    created = []
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
+    check_writable_directory(directory)
+    try:
+        yield directory
+    except BaseException:
+        for folder in created:  # innermost first; a folder that holds anything stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+
+
+def check_outputs(
+    outputs: Mapping[str, str | Path | None],
+    inputs: Mapping[str, str | Path | None],
+    folders: Iterable[str] = (),
+) -> None:
+    """Refuse outputs that would overwrite an input or each other, before any work is done.
+
+    ``outputs`` and ``inputs`` map a flag (as the user typed it) to its path or ``None``;
+    ``folders`` names the outputs that are folders, which may not hold an input either.
+    """
+    folders = set(folders)
+    given = {flag: path for flag, path in outputs.items() if path is not None}
+    for flag, path in given.items():
+        if str(path).strip() == "":
+            raise DaganError(f"{flag} is empty: give a file or folder name")
+    sources = {flag: Path(path) for flag, path in inputs.items() if path is not None and str(path) != ""}
+    for flag, path in given.items():
+        path = Path(path)
+        for in_flag, source in sources.items():
+            if _same_file(path, source) or (flag in folders and _inside(source, path)):
+                raise DaganError(f"{flag} {path} would overwrite the input {in_flag} {source}: choose another output")
+    seen: dict[str, Path] = {}
+    for flag, path in given.items():
+        path = Path(path)
+        for other_flag, other in seen.items():
+            if _same_file(path, other):
+                raise DaganError(f"{flag} and {other_flag} both name {path}: give each output its own name")
+        seen[flag] = path
+
+
+def recorded_frames(directory: Path) -> set[str]:
+    """Names of the frames an earlier dagan run wrote into ``directory`` (from its manifest)."""
+    try:
+        data = json.loads((directory / FRAME_MANIFEST).read_text())
+        names = data["frames"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {name for name in names if isinstance(name, str) and FRAME_NAME.match(name)}
+
+
+def check_frame_folder(directory: str | Path, overwrite: bool, flag: str = "--output") -> set[str]:
+    """Make sure frames may be written into ``directory``; returns the earlier run's frames it may replace.
+
+    Hidden files are never touched (frames have plain names), so they do not count; anything
+    else that an earlier run did not record means the folder is the user's, and it is refused.
+    """
+    directory = Path(directory)
+    if not directory.exists():
+        return set()
+    if not directory.is_dir():
+        raise DaganError(f"{flag} {directory} exists and is not a folder")
+    try:
+        entries = [name for name in os.listdir(directory) if not name.startswith(".")]
+    except OSError as exc:
+        raise DaganError(f"cannot read {flag} {directory}: {exc.strerror or exc}") from exc
+    if not entries:
+        return set()
+    ours = recorded_frames(directory)
+    foreign = sorted(name for name in entries if name not in ours)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise DaganError(f"{flag} {directory} holds files dagan did not write ({shown}): give a new or empty folder")
+    if not overwrite:
+        raise DaganError(f"{flag} {directory} holds the frames of an earlier run: add --overwrite to replace them")
+    return ours
+
+
+def write_frame_manifest(directory: Path, names: Iterable[str]) -> None:
+    """Record the frames dagan wrote into ``directory``, atomically."""
+    with atomic_output(directory / FRAME_MANIFEST, suffix=".json") as tmp:
+        tmp.write_text(json.dumps({"frames": sorted(names)}))

@@ -19,8 +19,14 @@ import av
 import numpy as np
 
 from dagan.errors import DaganError, first_line
-from dagan.io.atomic import check_writable_directory
-from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, to_uint8, write_png
+from dagan.io.atomic import (
+    STAGING_PREFIX,
+    check_frame_folder,
+    check_writable_directory,
+    remove_stale_temporaries,
+    write_frame_manifest,
+)
+from dagan.io.image import IMAGE_SUFFIXES, check_pixels, list_frame_files, read_image, to_uint8, write_png
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".gif", ".webm", ".mkv", ".m4v")
 DEFAULT_FPS = Fraction(25)
@@ -41,21 +47,29 @@ class VideoInfo:
     is_directory: bool
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Open a video file or a folder of frames, check it has at least one frame, and describe it."""
+def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
+    """Open a video file or a folder of frames, check it has at least one frame, and describe it.
+
+    ``what`` names the input in error messages. The frame size is checked against the pixel limit
+    from the stream header, before any frame is decoded.
+    """
     path = Path(path)
     if not path.exists():
-        raise DaganError(f"driving input {path} does not exist")
+        raise DaganError(f"{what} {path} does not exist")
+    if not (path.is_dir() or path.is_file()):
+        # A FIFO or a device would block or never end.
+        raise DaganError(f"{what} {path} is not a regular file or folder")
     if path.is_dir():
         files = list_frame_files(path)
         if not files:
-            raise DaganError(f"driving folder {path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
+            raise DaganError(f"{what} folder {path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
         return VideoInfo(path, DEFAULT_FPS, len(files), False, True)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
-                raise DaganError(f"driving input {path} has no video stream")
+                raise DaganError(f"{what} {path} has no video stream")
             stream = container.streams.video[0]
+            check_pixels(stream.codec_context.width or 1, stream.codec_context.height or 1, path)
             fps = stream.average_rate or stream.guessed_rate or DEFAULT_FPS
             count = stream.frames or None
             has_audio = bool(container.streams.audio)
@@ -63,9 +77,9 @@ def probe_video(path: str | Path) -> VideoInfo:
     except DaganError:
         raise
     except (av.FFmpegError, OSError, ValueError, StopIteration) as exc:
-        raise DaganError(f"driving video {path} is unreadable ({first_line(exc)})") from exc
+        raise DaganError(f"{what} {path} is an unreadable video ({first_line(exc)})") from exc
     if first is None:
-        raise DaganError(f"driving video {path} has no frames")
+        raise DaganError(f"{what} {path} is a video with no frames")
     return VideoInfo(path, Fraction(fps), count, has_audio, False)
 
 
@@ -223,13 +237,16 @@ class Mp4Writer:
 class PngDirectoryWriter:
     """Writes lossless frames ``000000.png``, ``000001.png``, ... into a directory.
 
-    Frames go to a hidden staging folder first and are moved in by ``close``, so a failed
-    run leaves the directory as it was.
+    The directory must be new or empty, or hold only an earlier run's frames and ``overwrite``
+    be given (``check_frame_folder``). Frames go to a hidden staging folder first and are moved
+    in by ``close``, so a failed run leaves the directory as it was.
     """
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, overwrite: bool = False):
+        self._earlier = check_frame_folder(directory, overwrite)
         self.directory = check_writable_directory(directory)
-        self._staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.directory))
+        remove_stale_temporaries(self.directory)
+        self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.directory))
         self.count = 0
 
     def write(self, frame: np.ndarray) -> None:
@@ -238,14 +255,16 @@ class PngDirectoryWriter:
         self.count += 1
 
     def close(self) -> None:
-        """Move the finished frames into place and drop numbered frames left by a longer earlier run."""
-        for index in range(self.count):
-            name = f"{index:06d}.png"
+        """Move the finished frames into place and drop the earlier run's frames past this run's end."""
+        names = [f"{index:06d}.png" for index in range(self.count)]
+        # Listed before they land, so a run killed half-way still leaves only recorded frames.
+        write_frame_manifest(self.directory, self._earlier | set(names))
+        for name in names:
             os.replace(self._staging / name, self.directory / name)
         shutil.rmtree(self._staging, ignore_errors=True)
-        for stale in self.directory.glob("[0-9][0-9][0-9][0-9][0-9][0-9].png"):
-            if int(stale.stem) >= self.count:
-                stale.unlink()
+        for stale in sorted(self._earlier - set(names)):
+            (self.directory / stale).unlink(missing_ok=True)
+        write_frame_manifest(self.directory, names)
 
     def abort(self) -> None:
         """Discard the staged frames."""

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dagan.config import InferenceConfig
+from dagan.config import DataConfig, InferenceConfig
 from dagan.errors import DaganError
-from dagan.io.atomic import atomic_output
+from dagan.io.atomic import atomic_output, check_frame_folder, check_outputs
 from dagan.io.image import read_image, resize_frame
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
@@ -312,10 +312,21 @@ def animate_files(
     quiet: bool = False,
     animator: Animator | None = None,
     inference: InferenceConfig | None = None,
+    overwrite: bool = False,
 ) -> AnimateReport:
-    """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out."""
+    """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out.
+
+    A frame-folder ``output`` must be new or empty, or hold an earlier run's frames with ``overwrite``.
+    """
     started = time.perf_counter()
-    source_image = read_image(source)
+    check_outputs(
+        {"--output": output, "--save-depth": save_depth, "--save-side-by-side": save_side_by_side},
+        {"--source": source, "--driving": driving, "--checkpoint": checkpoint, "--depth-weights": depth_weights},
+        folders=["--output"] if _is_directory_output(output) else [],
+    )
+    if _is_directory_output(output):
+        check_frame_folder(output, overwrite)
+    source_image = read_image(source, working_size=animator.size if animator else DataConfig.frame_shape[0])
     info = probe_video(driving)
     if find_best_frame:
         from dagan.face import best_matching_frame
@@ -356,7 +367,7 @@ def animate_files(
         count = 0
         try:
             if to_directory:
-                writers.append(("main", PngDirectoryWriter(output)))
+                writers.append(("main", PngDirectoryWriter(output, overwrite)))
             else:
                 tmp = stack.enter_context(atomic_output(output))
                 writers.append(("main", Mp4Writer(tmp, info.fps, info.path if info.has_audio else None)))

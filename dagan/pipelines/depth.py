@@ -125,7 +125,7 @@ def depth_files(
     else:
         if not files:
             raise DaganError(f"no images in {source}")
-        frames = (read_image(f) for f in files)
+        frames = (read_image(f, working_size=size) for f in files)
         names = (f.stem for f in files)
         total, video = len(files), None
     written: list[Path] = []

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dagan.config import ALL_METRICS
 from dagan.errors import DaganError
 from dagan.face import Face, FaceAnalyzer, head_pose
 from dagan.io.atomic import atomic_output
@@ -35,7 +36,6 @@ from dagan.nn.arcface import arcface_input
 from dagan.nn.syncnet import SyncNet
 from dagan.pipelines.distributed import select_device
 
-ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
 #: Accepted by name, never computed here (see ``UNAVAILABLE``).
 OTHER_METRICS = ("aucon",)
 UNAVAILABLE = {

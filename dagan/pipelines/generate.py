@@ -98,7 +98,7 @@ def pairs_from_csv(csv_path: Path, root: Path | None) -> list[GeneratePair]:
 def _source_image(pair: GeneratePair) -> np.ndarray:
     if pair.source.suffix.lower() in IMAGE_SUFFIXES:
         return read_image(pair.source)
-    for index, frame in enumerate(iter_frames(probe_video(pair.source))):
+    for index, frame in enumerate(iter_frames(probe_video(pair.source, "source"))):
         if index == pair.source_frame:
             return frame
     raise DaganError(f"{pair.source} has no frame {pair.source_frame}")
