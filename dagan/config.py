@@ -8,6 +8,8 @@ like the dataclass fields below) and the original DaGAN ``config/*.yaml`` files.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -256,6 +258,49 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+#: Whole-number fields that may be 0; every other whole number must be at least 1.
+_MAY_BE_ZERO = {"pad", "num_bottleneck_blocks", "epoch_milestones", "scales"}
+#: Real-valued fields that must be above 0; every other one must be 0 or more.
+_MUST_BE_POSITIVE = {"temperature", "scale_factor", "kp_variance", "lr_generator", "lr_discriminator", "lr_kp_detector"}
+
+
+def _check_number(value: Any, kind: type, name: str, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int if kind is int else int | float):
+        wanted = "a whole number" if kind is int else "a number"
+        raise DaganError(f"config {where}.{name} must be {wanted}, got {value!r}")
+    if not math.isfinite(value):
+        raise DaganError(f"config {where}.{name} must be finite, got {value!r}")
+    low = 0 if (name in _MAY_BE_ZERO or kind is float) else 1
+    if value < low or (name in _MUST_BE_POSITIVE and value <= 0):
+        bound = "above 0" if name in _MUST_BE_POSITIVE else f"at least {low}"
+        raise DaganError(f"config {where}.{name} must be {bound}, got {value!r}")
+
+
+def validate_config(config: Any, where: str = "config") -> Any:
+    """Check the type and range of every field a user sets, recursively; one line naming the field."""
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value, kind, name = getattr(config, item.name), hints[item.name], item.name
+        if dataclasses.is_dataclass(value):
+            validate_config(value, f"{where}.{name}")
+        elif typing.get_origin(kind) is Literal:
+            if value not in typing.get_args(kind):
+                choices = ", ".join(map(str, typing.get_args(kind)))
+                raise DaganError(f"config {where}.{name} must be one of {choices}, got {value!r}")
+        elif kind is bool:
+            if not isinstance(value, bool):
+                raise DaganError(f"config {where}.{name} must be true or false, got {value!r}")
+        elif kind in (int, float):
+            _check_number(value, kind, name, where)
+        elif typing.get_origin(kind) is tuple:
+            element = typing.get_args(kind)[0]
+            if not isinstance(value, tuple):
+                raise DaganError(f"config {where}.{name} must be a list, got {value!r}")
+            for entry in value:
+                _check_number(entry, element, name, where)
+    return config
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain-dict (YAML/JSON friendly) form of any config dataclass."""
 
@@ -345,9 +390,11 @@ def load_config(path: str | Path | None = None) -> Config:
         where = "vox-adv-256.yaml"
     else:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise DaganError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError:
+            raise DaganError(f"config {path} is not a text file (YAML)") from None
         where = str(path)
     try:
         values = yaml.safe_load(text)
@@ -355,6 +402,8 @@ def load_config(path: str | Path | None = None) -> Config:
         raise DaganError(f"config {where} is not valid YAML: {first_line(exc)}") from exc
     if not isinstance(values, dict):
         raise DaganError(f"config {where} must be a YAML mapping")
-    if "model_params" in values:
-        return config_from_original(values)
-    return config_from_dict(values)
+    try:
+        config = config_from_original(values) if "model_params" in values else config_from_dict(values)
+    except TypeError as exc:  # a section given as a scalar, a key the dataclass lacks
+        raise DaganError(f"config {where} is not a valid config ({first_line(exc)})") from exc
+    return validate_config(config, where)

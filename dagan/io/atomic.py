@@ -140,19 +140,25 @@ def check_writable_directory(directory: str | Path) -> Path:
 
 
 @contextlib.contextmanager
-def output_directory(directory: str | Path) -> Iterator[Path]:
-    """``check_writable_directory``, and remove the folders it created if the block fails before writing in them."""
+def removed_if_failed_empty(directory: str | Path) -> Iterator[Path]:
+    """On failure, remove ``directory`` (and the parents) if this block created them and they hold no file.
+
+    Only empty folders are removed, so nothing a run wrote, nor anything of the user's, is lost.
+    """
     directory = Path(directory)
     created = []
     probe = directory
     while not probe.exists() and probe != probe.parent:
         created.append(probe)
         probe = probe.parent
-    check_writable_directory(directory)
     try:
         yield directory
     except BaseException:
-        for folder in created:  # innermost first; a folder that holds anything stays
+        if created and directory.is_dir():
+            for folder, _, _ in os.walk(directory, topdown=False):
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+        for folder in created[1:]:  # the parents it made, innermost first
             try:
                 folder.rmdir()
             except OSError:

@@ -70,13 +70,54 @@ def load_torch_file(path: str | Path) -> Any:
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)  # pre-1.6 format
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
         raise DaganError(
             f"checkpoint {path} was refused: it holds objects other than tensors, "
-            f"which a safe load does not run ({first[:160]})"
+            f"which a safe load does not run ({_refused_object(exc)})"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
         raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({first_line(exc)})") from exc
+
+
+_UNSAFE_GLOBAL = re.compile(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)")
+
+
+def _refused_object(exc: Exception) -> str:
+    """What torch refused, in our words: torch's own message is a page of advice with terminal escapes."""
+    found = _UNSAFE_GLOBAL.search(str(exc))
+    return f"it refers to {found.group(1)}" if found else "unsupported pickle content"
+
+
+def check_finite(groups: dict[str, StateDict], source: str) -> None:
+    """Refuse weights holding NaN or infinity: they would give black frames without a word."""
+    for group, tensors in groups.items():
+        for key, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise DaganError(f"checkpoint {source}: {group} tensor {key} holds NaN or infinite values")
+
+
+#: Metadata entries the readers use, with the type and range each must have.
+_METADATA_RULES = {
+    "frame_size": (int, "a whole number of pixels above 0"),
+    "height": (int, "a whole number of pixels above 0"),
+    "width": (int, "a whole number of pixels above 0"),
+    "epoch": (int | float, "a number"),
+    "align_corners": (bool, "true or false"),
+    "use_stereo": (bool, "true or false"),
+}
+
+
+def check_metadata(metadata: dict[str, Any], source: str) -> dict[str, Any]:
+    """Refuse metadata of the wrong type or range, naming the entry and the file."""
+    for key, (kind, wanted) in _METADATA_RULES.items():
+        if key not in metadata:
+            continue
+        value = metadata[key]
+        wrong = not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
+        if not wrong and kind is int and key != "epoch" and value < 1:
+            wrong = True
+        if wrong:
+            raise DaganError(f"checkpoint {source}: metadata {key} is {value!r}, it must be {wanted}")
+    return metadata
 
 
 def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
@@ -117,8 +158,14 @@ def read_safetensors(path: Path) -> WeightFile:
         raise DaganError(f"checkpoint {path}: unknown tensor groups {', '.join(unknown)}")
     for group, tensors in groups.items():
         groups[group] = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
-    parsed = {k: json.loads(v) for k, v in metadata.items() if k.startswith("dagan.")}
-    return WeightFile(groups, {k.removeprefix("dagan."): v for k, v in parsed.items()}, str(path))
+    parsed = {}
+    for key, text in metadata.items():
+        if key.startswith("dagan."):
+            try:
+                parsed[key.removeprefix("dagan.")] = json.loads(text)
+            except ValueError as exc:
+                raise DaganError(f"checkpoint {path}: metadata {key} is not valid JSON ({first_line(exc)})") from exc
+    return WeightFile(groups, check_metadata(parsed, str(path)), str(path))
 
 
 def read_dagan_checkpoint(path: str | Path) -> WeightFile:
@@ -149,6 +196,7 @@ def read_dagan_checkpoint(path: str | Path) -> WeightFile:
         raise DaganError(
             f"checkpoint {path} is not a DaGAN checkpoint: it lacks {' and '.join(missing)} (groups found: {found})"
         )
+    check_finite(weights.groups, str(path))
     return weights
 
 
@@ -204,13 +252,16 @@ def read_depth_weights(path: str | Path) -> WeightFile:
             "depth_encoder": _tensor_dict(enc_raw, DEPTH_ENCODER_FILE, enc_path),
             "depth_decoder": _tensor_dict(dec_raw, DEPTH_DECODER_FILE, dec_path),
         }
-        return WeightFile(groups, metadata, str(path))
+        check_finite(groups, str(path))
+        return WeightFile(groups, check_metadata(metadata, str(enc_path)), str(path))
     if path.suffix == ".safetensors" and path.is_file():
         weights = read_safetensors(path)
         missing = [g for g in DEPTH_GROUPS if g not in weights.groups]
         if missing:
             raise DaganError(f"depth weights {path} lack the {' and '.join(missing)} tensors")
-        return WeightFile({g: weights.groups[g] for g in DEPTH_GROUPS}, weights.metadata, str(path))
+        depth_groups = {g: weights.groups[g] for g in DEPTH_GROUPS}
+        check_finite(depth_groups, str(path))
+        return WeightFile(depth_groups, weights.metadata, str(path))
     if not path.exists():
         raise DaganError(f"depth weights {path} do not exist")
     raise DaganError(
@@ -227,14 +278,26 @@ def _count_indexed(keys: set[str], prefix: str) -> int:
 
 
 def _shape(state: StateDict, key: str, what: str, source: str) -> torch.Size:
+    """The shape of a convolution weight the architecture is read from (4-D, or the file is not a model)."""
     if key not in state:
         raise DaganError(f"checkpoint {source}: {what} lacks '{key}', so its architecture cannot be read")
+    if state[key].ndim != 4:
+        raise DaganError(f"checkpoint {source}: {what} '{key}' has shape {list(state[key].shape)}, not a convolution's")
     return state[key].shape
 
 
 def infer_model_config(weights: WeightFile, base: ModelConfig | None = None) -> ModelConfig:
     """Read the generator variant, num_kp and every width/depth from the tensors."""
-    base = base or ModelConfig()
+    try:
+        return _infer_model_config(weights, base or ModelConfig())
+    except (IndexError, KeyError, ValueError, TypeError) as exc:
+        # A tensor of the wrong rank (a scalar where a convolution belongs): not a model we can build.
+        raise DaganError(
+            f"checkpoint {weights.source}: its tensor shapes describe no DaGAN model ({first_line(exc, 120)})"
+        ) from exc
+
+
+def _infer_model_config(weights: WeightFile, base: ModelConfig) -> ModelConfig:
     src = weights.source
     gen, kp = weights.groups["generator"], weights.groups["kp_detector"]
     gkeys, kkeys = set(gen), set(kp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,11 @@ import torch
 from tqdm import tqdm
 
 from dagan.config import check_depth_size
-from dagan.errors import DaganError
-from dagan.io.atomic import atomic_output, check_writable_directory
+from dagan.errors import DaganError, first_line
+from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.colormap import colorize_disparity
 from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, resize_frame, write_png
-from dagan.io.video import Mp4Writer, iter_frames, probe_video
+from dagan.io.video import Mp4Writer, VideoInfo, iter_frames, probe_video
 from dagan.pipelines.depth_train import disp_to_depth, load_trained_depth
 from dagan.pipelines.distributed import select_device
 
@@ -35,16 +36,34 @@ class DepthReport:
 
 def camera_matrix(weights: Path, size: int, focal: float | None) -> np.ndarray:
     """Intrinsics for back-projection: ``--focal`` if given, else the learned ones, else a default."""
+    if focal is not None and not (math.isfinite(focal) and focal > 0):
+        raise DaganError(f"--focal must be a finite number above 0, got {focal}")
     if focal is None:
         learned = weights / "intrinsics.json" if weights.is_dir() else None
         if learned is not None and learned.is_file():
-            data = json.loads(learned.read_text())
-            if data.get("intrinsics"):
-                k = np.array(data["intrinsics"], dtype=np.float64)
-                k[:2] *= size / float(data.get("size", size))
+            k = _learned_intrinsics(learned, size)
+            if k is not None:
                 return k
         focal = DEFAULT_FOCAL
     return np.array([[focal * size, 0, size / 2], [0, focal * size, size / 2], [0, 0, 1]], dtype=np.float64)
+
+
+def _learned_intrinsics(path: Path, size: int) -> np.ndarray | None:
+    """The learned camera of ``intrinsics.json`` scaled to ``size`` pixels (None when it records none)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not data.get("intrinsics"):
+            return None
+        k = np.array(data["intrinsics"], dtype=np.float64)
+        recorded = float(data.get("size", size))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise DaganError(f"{path} is not a valid intrinsics file ({first_line(exc, 120)})") from exc
+    if k.shape != (3, 3) or not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise DaganError(f"{path}: intrinsics must be a 3x3 camera matrix with focal lengths above 0")
+    if not (math.isfinite(recorded) and recorded > 0):
+        raise DaganError(f"{path}: size must be a number of pixels above 0, got {data.get('size')!r}")
+    k[:2] *= size / recorded
+    return k
 
 
 def point_cloud(depth: np.ndarray, image: np.ndarray, intrinsics: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,21 +129,40 @@ def depth_files(
     if raw not in ("npy", "png16", "none"):
         raise DaganError(f"--raw must be npy, png16 or none, not {raw}")
     check_depth_size(size)
+    check_outputs({"--out": out}, {"--input": source, "--weights": weights}, folders=["--out"])
     kind, files = _inputs(source)
-    network = load_trained_depth(weights).to(select_device(device))
-    check_writable_directory(out)
+    if kind != "video" and not files:
+        raise DaganError(f"no images in {source}")
+    # Everything that can be refused is checked before the first file is written.
     intrinsics = camera_matrix(weights, size, focal)
+    info = probe_video(source, "--input") if kind == "video" else None
+    network = load_trained_depth(weights).to(select_device(device))
+    with removed_if_failed_empty(out):
+        check_writable_directory(out)
+        return _write_depth(network, kind, files, info, out, raw, ply, intrinsics, size, batch_size, quiet)
+
+
+def _write_depth(
+    network: torch.nn.Module,
+    kind: str,
+    files: list[Path] | None,
+    info: VideoInfo | None,
+    out: Path,
+    raw: str,
+    ply: bool,
+    intrinsics: np.ndarray,
+    size: int,
+    batch_size: int,
+    quiet: bool,
+) -> DepthReport:
     param = next(network.parameters())
     stack = contextlib.ExitStack()
-    if kind == "video":
-        info = probe_video(source)
+    if info is not None:
         frames = iter_frames(info)
         names = (f"{i:06d}" for i in range(10**9))
         total = info.frame_count
         video = Mp4Writer(stack.enter_context(atomic_output(out / "disparity.mp4")), info.fps)
     else:
-        if not files:
-            raise DaganError(f"no images in {source}")
         frames = (read_image(f, working_size=size) for f in files)
         names = (f.stem for f in files)
         total, video = len(files), None

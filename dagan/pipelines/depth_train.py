@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dagan.config import DepthConfig, check_depth_size
 from dagan.data.dataset import FrameTripletDataset, list_clips
 from dagan.errors import DaganError, first_line
-from dagan.io.atomic import atomic_output
+from dagan.io.atomic import atomic_output, removed_if_failed_empty
 from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
 from dagan.io.colormap import colorize_disparity
 from dagan.io.image import resize_frame, write_png
@@ -494,8 +494,9 @@ class DepthTrainer:
 
 
 def train_depth(options: DepthTrainOptions) -> DepthTrainResult:
-    """Run ``dagan train-depth``."""
-    return DepthTrainer(options).run()
+    """Run ``dagan train-depth``; a run that fails before writing anything leaves no empty run folder."""
+    with removed_if_failed_empty(options.out):
+        return DepthTrainer(options).run()
 
 
 # --------------------------------------------------------------------------- evaluation

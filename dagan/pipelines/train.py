@@ -25,6 +25,7 @@ from tqdm import tqdm
 from dagan.config import Config, config_to_dict, load_config
 from dagan.data.dataset import DatasetRepeater, FramesDataset
 from dagan.errors import DaganError, first_line
+from dagan.io.atomic import removed_if_failed_empty
 from dagan.io.checkpoint import (
     load_strict,
     load_torch_file,
@@ -469,8 +470,9 @@ class Trainer:
 
 
 def train(options: TrainOptions, config: Config | None = None) -> TrainResult:
-    """Run ``dagan train``."""
-    return Trainer(options, config).run()
+    """Run ``dagan train``; a run that fails before writing anything leaves no empty run folder."""
+    with removed_if_failed_empty(options.out):
+        return Trainer(options, config).run()
 
 
 def describe(result: TrainResult) -> str:
