@@ -583,9 +583,12 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from dagan.io.atomic import check_outputs
     from dagan.pipelines.networks import load_animation_networks
     from dagan.pipelines.onnx_backend import export_onnx
 
+    inputs = {"--checkpoint": args.checkpoint, "--depth-weights": args.depth_weights}
+    check_outputs({"--out": args.out}, inputs, ["--out"])
     networks = load_animation_networks(args.checkpoint, args.depth_weights)
     written = export_onnx(networks, args.out, args.size or networks.frame_size)
     print(f"wrote {', '.join(path.name for path in written)} to {args.out}")

@@ -120,6 +120,16 @@ def check_metadata(metadata: dict[str, Any], source: str) -> dict[str, Any]:
     return metadata
 
 
+def require_state_dict(value: Any, what: str, source: str | Path) -> StateDict:
+    """``value`` if it is a mapping of names to tensors; else one line saying what the file holds instead."""
+    if not isinstance(value, dict):
+        raise DaganError(f"{source}: {what} weights are a {type(value).__name__}, not a state dict of tensors")
+    odd = [key for key, tensor in value.items() if not isinstance(key, str) or not isinstance(tensor, torch.Tensor)]
+    if odd:
+        raise DaganError(f"{source}: {what} weights hold non-tensor entries ({', '.join(map(str, odd[:3]))})")
+    return value
+
+
 def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
     """Remove ``module.`` prefixes left by DataParallel/DistributedDataParallel, anywhere in a key."""
     out = {}
@@ -416,6 +426,7 @@ def infer_depth_config(weights: WeightFile) -> DepthConfig:
 
 def load_strict(module: nn.Module, state: StateDict, what: str, source: str) -> None:
     """Load ``state`` exactly; any missing, unexpected or mis-shaped key is one ``DaganError`` line."""
+    state = require_state_dict(state, what, source)
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -458,14 +469,22 @@ def write_safetensors(
                 value = value.to(dtype)
             flat[f"{group}.{key}"] = value.contiguous()
     meta = {f"dagan.{k}": json.dumps(v) for k, v in (metadata or {}).items()}
+    from safetensors import SafetensorError
+
     with atomic_output(path) as tmp:
-        save_file(flat, str(tmp), metadata=meta)
+        try:
+            save_file(flat, str(tmp), metadata=meta)
+        except (SafetensorError, OSError) as exc:  # a full disk, a file system that refuses
+            raise DaganError(f"cannot write {path} ({first_line(exc, 160)})") from exc
 
 
 def write_torch(path: str | Path, payload: dict[str, Any]) -> None:
     """``torch.save`` atomically (temp file, then rename)."""
     with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except (RuntimeError, OSError) as exc:  # torch reports a full disk as a RuntimeError
+            raise DaganError(f"cannot write {path} ({first_line(exc, 160)})") from exc
 
 
 def write_original_checkpoint(

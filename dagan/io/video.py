@@ -214,15 +214,18 @@ class Mp4Writer:
         """Flush the encoder, add the audio track, and finish the file."""
         if self._container is None:
             raise DaganError(f"no frames were produced for {self.path}")
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
         try:
-            if self._audio_out is not None:
-                self._write_audio()
-        finally:
-            if self._audio_source is not None:
-                self._audio_source.close()
-        self._container.close()
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            try:
+                if self._audio_out is not None:
+                    self._write_audio()
+            finally:
+                if self._audio_source is not None:
+                    self._audio_source.close()
+            self._container.close()
+        except (av.FFmpegError, OSError) as exc:  # a full disk shows here, when the file is finished
+            raise DaganError(f"cannot write {self.path} ({first_line(exc)})") from exc
 
     def abort(self) -> None:
         """Close without finishing; the caller discards the file."""

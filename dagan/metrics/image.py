@@ -41,10 +41,15 @@ def _ssim_map(x: np.ndarray, y: np.ndarray, mean, covariance_factor: float = 1.0
     return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
 
-def _per_channel(a: np.ndarray, b: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def _per_channel(a: np.ndarray, b: np.ndarray, window: int) -> list[tuple[np.ndarray, np.ndarray]]:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
+    if min(a.shape[:2]) < window:
+        # Nothing is left of an image smaller than the window: the mean of no values, NaN, without a word.
+        raise ValueError(
+            f"SSIM's {window}x{window} window needs frames at least that large, got {a.shape[1]}x{a.shape[0]}"
+        )
     if a.ndim == 2:
         return [(a, b)]
     return [(a[..., c], b[..., c]) for c in range(a.shape[-1])]
@@ -59,7 +64,7 @@ def ssim_gaussian(a: np.ndarray, b: np.ndarray) -> float:
         rows = correlate1d(z, taps, axis=0, mode="constant")
         return correlate1d(rows, taps, axis=1, mode="constant")[5:-5, 5:-5]
 
-    return float(np.mean([_ssim_map(x, y, mean).mean() for x, y in _per_channel(a, b)]))
+    return float(np.mean([_ssim_map(x, y, mean).mean() for x, y in _per_channel(a, b, 11)]))
 
 
 def ssim_skimage(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,5 +75,7 @@ def ssim_skimage(a: np.ndarray, b: np.ndarray) -> float:
     def mean(z: np.ndarray) -> np.ndarray:
         return uniform_filter(z, size=size, mode="reflect")
 
-    values = [_ssim_map(x, y, mean, samples / (samples - 1))[pad:-pad, pad:-pad].mean() for x, y in _per_channel(a, b)]
+    values = [
+        _ssim_map(x, y, mean, samples / (samples - 1))[pad:-pad, pad:-pad].mean() for x, y in _per_channel(a, b, size)
+    ]
     return float(np.mean(values))

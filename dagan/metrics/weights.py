@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dagan.errors import DaganError
-from dagan.io.checkpoint import load_strict, load_torch_file
+from dagan.io.checkpoint import load_strict, load_torch_file, require_state_dict
 from dagan.nn.arcface import ArcFaceResNet18
 from dagan.nn.fid_inception import FidInception
 from dagan.nn.lpips import CHANNELS, LPIPS
@@ -38,7 +38,9 @@ def load_lpips(given: str | Path | None = None) -> LPIPS:
     """LPIPS with torchvision's AlexNet trunk from ``given`` or the hub cache, and the shipped lin layers."""
     path = locate("lpips", given)
     state = load_torch_file(path)
-    trunk = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    if not isinstance(state, dict):
+        raise DaganError(f"{path}: the LPIPS AlexNet weights are a {type(state).__name__}, not a state dict")
+    trunk = {k.removeprefix("features."): v for k, v in state.items() if str(k).startswith("features.")}
     if not trunk:
         raise DaganError(f"{path} has no AlexNet 'features.*' tensors")
     network = LPIPS()
@@ -62,7 +64,7 @@ def load_arcface(path: str | Path) -> ArcFaceResNet18:
     """GFPGAN's ``arcface_resnet18.pth`` (a ``module.`` prefix from DataParallel is accepted)."""
     if not Path(path).is_file():
         raise MissingWeightsError(f"weights not found at {path}")
-    state = load_torch_file(path)
+    state = require_state_dict(load_torch_file(path), "the ArcFace ResNet-18", path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     network = ArcFaceResNet18()
     load_strict(network, state, "the ArcFace ResNet-18", str(path))

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from dagan.errors import DaganError
+from dagan.io.atomic import check_outputs
 from dagan.io.checkpoint import (
     DAGAN_GROUPS,
     DEPTH_CLASSIFIER_KEYS,
@@ -51,6 +52,8 @@ def convert(
     ``inference_only`` leaves out what animation never runs: the discriminator and the depth
     encoder's ImageNet classifier.
     """
+    folders = [] if Path(target).suffix else ["output"]
+    check_outputs({"output": target}, {"input": source, "--depth-weights": depth_weights}, folders)
     source, target = Path(source), Path(target)
     if source.is_dir():
         weights = read_depth_weights(source)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagan.assets import DEMO_DRIVING, DEMO_MODEL, DEMO_SOURCE, bundled
 from dagan.errors import DaganError
+from dagan.io.atomic import check_writable_directory, removed_if_failed_empty
 from dagan.pipelines.animate import AnimateReport, animate_files
 
 #: Said once whenever the bundled model stands in for weights the user did not give.
@@ -31,9 +32,15 @@ def run_demo(output_dir: str | Path = "dagan-demo", device: str = "auto", quiet:
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise DaganError(f"--output {out} exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
     outputs = {"result": out / "result.mp4", "side_by_side": out / "side_by_side.mp4", "depth": out / "depth.mp4"}
-    report = animate_files(
+    with removed_if_failed_empty(out):
+        check_writable_directory(out)
+        report = _animate_bundled(outputs, device, quiet)
+    return DemoOutputs(report=report, **outputs)
+
+
+def _animate_bundled(outputs: dict[str, Path], device: str, quiet: bool) -> AnimateReport:
+    return animate_files(
         bundled(DEMO_SOURCE),
         bundled(DEMO_DRIVING),
         bundled(DEMO_MODEL),
@@ -44,7 +51,6 @@ def run_demo(output_dir: str | Path = "dagan-demo", device: str = "auto", quiet:
         device=device,
         quiet=quiet,
     )
-    return DemoOutputs(report=report, **outputs)
 
 
 def weights_or_bundled(checkpoint: str | Path | None, depth_weights: str | Path | None) -> tuple[Path, Path | None]:

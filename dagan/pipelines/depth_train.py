@@ -24,6 +24,7 @@ from tqdm import tqdm
 from dagan.config import DepthConfig, check_depth_size
 from dagan.data.dataset import FrameTripletDataset, list_clips
 from dagan.errors import DaganError, first_line
+from dagan.io.arrays import read_arrays
 from dagan.io.atomic import atomic_output, removed_if_failed_empty
 from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
 from dagan.io.colormap import colorize_disparity
@@ -525,11 +526,15 @@ def has_ground_truth(data: str | Path, split: str = "test") -> bool:
     return folder.is_dir() and any(c.with_suffix(".npz").is_file() for c in list_clips(folder))
 
 
-def _evaluation_masks(truth_file: np.lib.npyio.NpzFile, depth: np.ndarray) -> np.ndarray:
+#: The masks ``depth_errors`` is scored over, best first.
+_MASK_KEYS = ("face_mask", "head_mask")
+
+
+def _evaluation_masks(truth: dict[str, np.ndarray], depth: np.ndarray) -> np.ndarray:
     """The face pixels of each frame; older ``dagan synth`` data has only the head, or only depth."""
-    for key in ("face_mask", "head_mask"):
-        if key in truth_file.files:
-            return truth_file[key]
+    for key in _MASK_KEYS:
+        if key in truth:
+            return truth[key].astype(bool)
     return depth > 0
 
 
@@ -562,9 +567,9 @@ def evaluate_depth(
     sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in names}
     count = 0
     for clip in clips:
-        with np.load(clip.with_suffix(".npz")) as truth_file:
-            gt_depth = truth_file["depth"].astype(np.float32)
-            masks = _evaluation_masks(truth_file, gt_depth)
+        truth = read_arrays(clip.with_suffix(".npz"), ("depth",), _MASK_KEYS)
+        gt_depth = truth["depth"].astype(np.float32)
+        masks = _evaluation_masks(truth, gt_depth)
         frames = list(iter_frames(probe_video(clip)))
         picks = np.linspace(0, len(frames) - 1, min(frames_per_clip, len(frames))).round().astype(int)
         batch = torch.from_numpy(np.stack([resize_frame(frames[i], size) for i in picks]).transpose(0, 3, 1, 2)).to(

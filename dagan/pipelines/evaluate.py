@@ -22,7 +22,8 @@ from tqdm import tqdm
 from dagan.config import ALL_METRICS
 from dagan.errors import DaganError
 from dagan.face import Face, FaceAnalyzer, head_pose
-from dagan.io.atomic import atomic_output
+from dagan.io.arrays import read_arrays
+from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, to_uint8, write_png
 from dagan.io.plots import image_grid, write_histogram
@@ -184,7 +185,17 @@ def evaluate(options: EvaluateOptions) -> dict:
     if options.max_samples is not None:
         items = items[: options.max_samples]
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_outputs(
+        {"--out": out},
+        {"--generated": options.generated, "--driving": options.driving, "--source": options.source},
+        ["--out"],
+    )
+    with removed_if_failed_empty(out):
+        check_writable_directory(out)
+        return _evaluate_items(options, items, out)
+
+
+def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: Path) -> dict:
     frame_metrics = [m for m in FRAME_METRICS if (m if m != "ssim_gaussian" else "ssim") in options.metrics]
     report: dict[str, dict] = {}
     runnable = []
@@ -235,6 +246,7 @@ def evaluate(options: EvaluateOptions) -> dict:
     visuals: dict[str, list[np.ndarray]] = {}
     started = time.perf_counter()
     frames_seen = 0
+    longer: list[str] = []
     for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
         references = _frames(item.driving) if item.driving else None
         source = next(_frames(item.source)) if item.source else None
@@ -276,7 +288,15 @@ def evaluate(options: EvaluateOptions) -> dict:
                 # Small 8-bit thumbnails only: the worst-items grid needs a few, and sets can be large.
                 visuals[item.name] = [_thumbnail(p) for p in panels]
             frames_seen += 1
+        if references is not None and next(references, None) is not None:
+            longer.append(item.name)
     seconds = time.perf_counter() - started
+    if longer:
+        print(
+            f"dagan: warning: {len(longer)} driving files have more frames than their generated ones "
+            f"(e.g. {longer[0]}); only the generated frames' count was scored",
+            file=sys.stderr,
+        )
 
     for name in runnable:
         report[name] = _summary(scores[name], FRAME_METRICS[name][1])
@@ -309,8 +329,7 @@ class _SyntheticKeypointDistance:
         truth = item.driving.with_suffix(".npz") if item.driving is not None else None
         self.truth = None
         if truth is not None and truth.is_file():
-            with np.load(truth) as data:
-                self.truth = data["landmarks"] if "landmarks" in data.files else None
+            self.truth = read_arrays(truth, optional=("landmarks",)).get("landmarks")
 
     @torch.inference_mode()
     def _landmarks(self, image: np.ndarray) -> np.ndarray:

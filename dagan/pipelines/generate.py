@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dagan.config import InferenceConfig
 from dagan.errors import DaganError
-from dagan.io.atomic import atomic_output
+from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.video import Mp4Writer, iter_frames, media_files_by_stem, probe_video
 from dagan.pipelines.animate import Animator, default_batch_size
@@ -76,20 +76,25 @@ def pairs_from_csv(csv_path: Path, root: Path | None) -> list[GeneratePair]:
         raise DaganError(f"--pairs {csv_path} does not exist")
     base = root or csv_path.parent
     pairs = []
-    with csv_path.open(newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
-            row = [cell.strip() for cell in row]
-            if not row or not any(row) or (number == 1 and row[0].lower() == "source"):
-                continue
-            if len(row) < 2:
-                raise DaganError(f"{csv_path}:{number}: expected source,driving[,frame]")
-            source, driving = (Path(cell) if Path(cell).is_absolute() else base / cell for cell in row[:2])
-            try:
-                frame = int(row[2]) if len(row) > 2 and row[2] else 0
-            except ValueError:
-                raise DaganError(f"{csv_path}:{number}: frame {row[2]!r} is not a number") from None
-            name = f"{len(pairs):05d}_{source.stem}_{driving.stem}"
-            pairs.append(GeneratePair(name, source, driving, frame))
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            for number, row in enumerate(csv.reader(handle), 1):
+                row = [cell.strip() for cell in row]
+                if not row or not any(row) or (number == 1 and row[0].lower() == "source"):
+                    continue
+                if len(row) < 2:
+                    raise DaganError(f"{csv_path}:{number}: expected source,driving[,frame]")
+                source, driving = (Path(cell) if Path(cell).is_absolute() else base / cell for cell in row[:2])
+                try:
+                    frame = int(row[2]) if len(row) > 2 and row[2] else 0
+                except ValueError:
+                    raise DaganError(f"{csv_path}:{number}: frame {row[2]!r} is not a number") from None
+                name = f"{len(pairs):05d}_{source.stem}_{driving.stem}"
+                pairs.append(GeneratePair(name, source, driving, frame))
+    except UnicodeDecodeError:
+        raise DaganError(f"--pairs {csv_path} is not a UTF-8 text file") from None
+    except csv.Error as exc:
+        raise DaganError(f"--pairs {csv_path} is not a readable CSV ({exc})") from None
     if not pairs:
         raise DaganError(f"{csv_path} lists no pairs")
     return pairs
@@ -126,9 +131,19 @@ def generate(options: GenerateOptions) -> dict[str, int]:
         if torch.cuda.is_available():
             device = f"cuda:{local_rank}"
     out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = {"--source-dir": options.source_dir, "--driving-dir": options.driving_dir, "--root": options.root}
+    check_outputs(
+        {"--out": out}, {**inputs, "--pairs": options.pairs_csv, "--checkpoint": options.checkpoint}, ["--out"]
+    )
     animator = Animator.from_checkpoint(options.checkpoint, options.depth_weights, device, options.inference)
-    mine = pairs[rank::world]
+    with removed_if_failed_empty(out):
+        check_writable_directory(out)
+        return _generate_pairs(animator, pairs[rank::world], out, options, rank)
+
+
+def _generate_pairs(
+    animator: Animator, mine: list[GeneratePair], out: Path, options: GenerateOptions, rank: int
+) -> dict[str, int]:
     counts = {"written": 0, "skipped": 0}
     todo = [pair for pair in mine if not output_path(out, pair).exists()]
     counts["skipped"] = len(mine) - len(todo)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dagan.errors import DaganError
+from dagan.io.arrays import read_arrays
 from dagan.io.atomic import atomic_output
 from dagan.io.checkpoint import load_torch_file
 from dagan.io.image import resize_frame
@@ -36,8 +37,7 @@ def load_clips(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
         truth = clip.with_suffix(".npz")
         if not truth.is_file():
             continue
-        with np.load(truth) as data:
-            points = data["landmarks"]
+        points = read_arrays(truth, ("landmarks",))["landmarks"]
         decoded = list(iter_frames(probe_video(clip)))
         frames.extend(resize_frame(frame, size) for frame in decoded)
         landmarks.append(points[: len(decoded)] * (size / decoded[0].shape[1]))

@@ -24,7 +24,7 @@ from torch import nn
 
 from dagan.config import check_depth_size
 from dagan.errors import DaganError, first_line
-from dagan.io.atomic import atomic_output, check_writable_directory
+from dagan.io.atomic import atomic_output, check_writable_directory, removed_if_failed_empty
 from dagan.nn import Keypoints, SourceEncoding
 from dagan.nn.fuse import fuse_for_inference
 from dagan.pipelines.networks import AnimationNetworks
@@ -102,7 +102,12 @@ def export_onnx(networks: AnimationNetworks, out: str | Path, size: int = 256) -
         raise DaganError("dagan export-onnx needs the onnx package: pip install 'dagan[onnx]'") from exc
     check_depth_size(size)
     out = Path(out)
-    check_writable_directory(out)
+    with removed_if_failed_empty(out):
+        check_writable_directory(out)
+        return _export(networks, out, size)
+
+
+def _export(networks: AnimationNetworks, out: Path, size: int) -> list[Path]:
     # Winograd convolutions use strided views that ONNX cannot express; onnxruntime has its own.
     depth = fuse_for_inference(networks.depth, winograd=False).cpu()
     detector = fuse_for_inference(networks.kp_detector, winograd=False).cpu()
@@ -242,9 +247,12 @@ class OnnxNetworks:
         if not is_onnx_export(directory):
             raise DaganError(f"{directory} is not an ONNX export (no {MANIFEST}): run dagan export-onnx first")
         try:
-            manifest = json.loads((directory / MANIFEST).read_text())
-            size = int(manifest["size"])
-        except (ValueError, KeyError, TypeError) as exc:
+            manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+            size = manifest["size"]
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise TypeError(f"size {size!r} is not a whole number")
+            check_depth_size(size)
+        except (ValueError, KeyError, TypeError, DaganError) as exc:
             raise DaganError(f"{directory / MANIFEST} is not a valid export manifest ({first_line(exc)})") from exc
         providers = providers or ["CPUExecutionProvider"]
         sessions = {name: _Session(directory / f"{name}.onnx", providers) for name in GRAPHS}
