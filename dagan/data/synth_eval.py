@@ -43,10 +43,14 @@ class SynthEvalReport:
 def _dataset_meta(data: Path) -> dict:
     meta_path = data / "synth.json"
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         test = [int(name.removeprefix("id")) for name in meta["test_identities"]]
+        for key, low in (("seed", 0), ("frames", 1), ("size", 2), ("clips_per_identity", 1)):
+            value = meta[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{key} is {value!r}, not a whole number of at least {low}")
         return {**meta, "test": test}
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise DaganError(f"{data} is not a dagan synth dataset (no readable synth.json: {exc})") from exc
 
 

@@ -181,23 +181,30 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def check_outputs(
     outputs: Mapping[str, str | Path | None],
-    inputs: Mapping[str, str | Path | None],
+    inputs: Mapping[str, str | Path | Iterable[Path] | None],
     folders: Iterable[str] = (),
 ) -> None:
     """Refuse outputs that would overwrite an input or each other, before any work is done.
 
-    ``outputs`` and ``inputs`` map a flag (as the user typed it) to its path or ``None``;
-    ``folders`` names the outputs that are folders, which may not hold an input either.
+    ``outputs`` maps a flag (as the user typed it) to its path or ``None``; ``inputs`` maps a flag
+    to its path, or to the files read through it (a dataset's clips); ``folders`` names the outputs
+    that are folders, which may not hold an input either.
     """
     folders = set(folders)
     given = {flag: path for flag, path in outputs.items() if path is not None}
     for flag, path in given.items():
         if str(path).strip() == "":
             raise DaganError(f"{flag} is empty: give a file or folder name")
-    sources = {flag: Path(path) for flag, path in inputs.items() if path is not None and str(path) != ""}
+    sources = [
+        (flag, Path(path))
+        for flag, value in inputs.items()
+        if value is not None
+        for path in ([value] if isinstance(value, str | Path) else value)
+        if str(path) != ""
+    ]
     for flag, path in given.items():
         path = Path(path)
-        for in_flag, source in sources.items():
+        for in_flag, source in sources:
             if _same_file(path, source) or (flag in folders and _inside(source, path)):
                 raise DaganError(f"{flag} {path} would overwrite the input {in_flag} {source}: choose another output")
     seen: dict[str, Path] = {}

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import pickle
 import re
+import struct
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -70,21 +71,22 @@ def load_torch_file(path: str | Path) -> Any:
                     raise
                 return torch.load(path, map_location="cpu", weights_only=True)  # pre-1.6 format
     except pickle.UnpicklingError as exc:
+        refused = _UNSAFE_GLOBAL.search(str(exc))
+        if refused is None:  # not a pickle of tensors at all: random bytes, a text file
+            detail = _UNPICKLER_DETAIL.search(str(exc))
+            reason = detail.group(1).strip() if detail else "not a pickle"
+            raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({reason[:80]})") from exc
         raise DaganError(
             f"checkpoint {path} was refused: it holds objects other than tensors, "
-            f"which a safe load does not run ({_refused_object(exc)})"
+            f"which a safe load does not run (it refers to {refused.group(1)})"
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as exc:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, struct.error) as exc:
         raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({first_line(exc)})") from exc
 
 
+#: What torch's refusal names (its own message is a page of advice with terminal escapes).
 _UNSAFE_GLOBAL = re.compile(r"(?:unsupported|Unsupported global:) GLOBAL ([\w.]+)")
-
-
-def _refused_object(exc: Exception) -> str:
-    """What torch refused, in our words: torch's own message is a page of advice with terminal escapes."""
-    found = _UNSAFE_GLOBAL.search(str(exc))
-    return f"it refers to {found.group(1)}" if found else "unsupported pickle content"
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*([^\n]+)")
 
 
 def check_finite(groups: dict[str, StateDict], source: str) -> None:

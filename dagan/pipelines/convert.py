@@ -52,8 +52,8 @@ def convert(
     ``inference_only`` leaves out what animation never runs: the discriminator and the depth
     encoder's ImageNet classifier.
     """
-    folders = [] if Path(target).suffix else ["output"]
-    check_outputs({"output": target}, {"input": source, "--depth-weights": depth_weights}, folders)
+    folders = [] if Path(target).suffix else ["OUTPUT"]
+    check_outputs({"OUTPUT": target}, {"INPUT": source, "--depth-weights": depth_weights}, folders)
     source, target = Path(source), Path(target)
     if source.is_dir():
         weights = read_depth_weights(source)

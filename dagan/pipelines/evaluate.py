@@ -289,7 +289,7 @@ def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: 
                 visuals[item.name] = [_thumbnail(p) for p in panels]
             frames_seen += 1
         if references is not None and next(references, None) is not None:
-            longer.append(item.name)
+            longer.append(item.driving.name)
     seconds = time.perf_counter() - started
     if longer:
         print(

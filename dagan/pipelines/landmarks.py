@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from dagan.errors import DaganError
 from dagan.io.arrays import read_arrays
-from dagan.io.atomic import atomic_output
+from dagan.io.atomic import atomic_output, check_outputs
 from dagan.io.checkpoint import load_torch_file
 from dagan.io.image import resize_frame
 from dagan.io.video import iter_frames, probe_video
@@ -82,6 +82,8 @@ def train_landmarks(
     """Train on ``data``/train, report the error on ``data``/test, save to ``out`` (a ``.pth``)."""
     started = time.perf_counter()
     data, out = Path(data), Path(out)
+    read = [path for part in ("train", "test") if (data / part).is_dir() for path in (data / part).iterdir()]
+    check_outputs({"--out": out}, {"--data": [data, *read]})
     train_frames, train_landmarks_ = load_clips(data / "train", size)
     test_frames, test_landmarks = load_clips(data / "test", size)
     torch.manual_seed(seed)

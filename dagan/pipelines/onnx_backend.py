@@ -104,10 +104,10 @@ def export_onnx(networks: AnimationNetworks, out: str | Path, size: int = 256) -
     out = Path(out)
     with removed_if_failed_empty(out):
         check_writable_directory(out)
-        return _export(networks, out, size)
+        return _export_graphs(networks, out, size)
 
 
-def _export(networks: AnimationNetworks, out: Path, size: int) -> list[Path]:
+def _export_graphs(networks: AnimationNetworks, out: Path, size: int) -> list[Path]:
     # Winograd convolutions use strided views that ONNX cannot express; onnxruntime has its own.
     depth = fuse_for_inference(networks.depth, winograd=False).cpu()
     detector = fuse_for_inference(networks.kp_detector, winograd=False).cpu()
