@@ -35,7 +35,7 @@ from dagan.cli import main
 from dagan.io.checkpoint import DAGAN_GROUPS, DEPTH_GROUPS, write_original_checkpoint
 from dagan.nn.landmark_net import LandmarkNet
 
-from .conftest import REPO, make_tiny_weights, write_aligned_training_checkpoint
+from .conftest import REPO, make_clip, make_tiny_weights, write_aligned_training_checkpoint
 
 GOOD = b"a good result from yesterday"
 TINY_CONFIG = REPO / "configs" / "tiny-64.yaml"
@@ -1184,7 +1184,6 @@ def test_a_long_but_legal_output_name_is_accepted(shared, tmp_path, capfd):
 
 
 def test_evaluate_says_when_the_driving_video_is_longer_than_the_generated_one(shared, tmp_path, capfd):
-    from .conftest import make_clip
 
     argv = evaluate_argv(shared, tmp_path, {"--metrics": "psnr"})
     make_clip(tmp_path / "driving" / "x.mp4", frames=12, size=64)
@@ -1202,3 +1201,57 @@ def test_the_corpus_is_large_and_covers_every_command():
     assert len(ids) >= 45 and len(set(ids)) == len(ids)
     covered = {command for command in commands if any(i.startswith(f"{command}-") for i in ids)}
     assert covered == commands
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 4 KB file system: where a full disk is met for real (needs root's mount, else the test skips)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({made.stderr.decode().strip() or 'not permitted'})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def _one_clean_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dagan: error:") and "Traceback" not in err, lines
+    return lines[0]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(shared, tiny_disk, tmp_path, capfd):
+    long_clip = tmp_path / "long.mp4"
+    make_clip(long_clip, frames=100, size=64)
+    argv = animate_argv(shared, tmp_path, {"--driving": long_clip, "--output": tiny_disk / "result.mp4"})
+    assert main(argv) == 2
+    assert "result.mp4" in _one_clean_line(capfd.readouterr().err)
+    assert list(tiny_disk.iterdir()) == []
+    assert main(["convert", str(shared.checkpoint), str(tiny_disk / "model.safetensors")]) == 2
+    assert "model.safetensors" in _one_clean_line(capfd.readouterr().err)
+    assert list(tiny_disk.iterdir()) == []
+
+
+def test_a_refused_pickle_is_named_in_one_plain_line(shared, tmp_path, capfd):
+    import collections
+
+    checkpoint = tmp_path / "odd.pth.tar"
+    # torch's own refusal of this one is a page of advice with terminal escape codes.
+    torch.save({"generator": collections.Counter(a=1), "kp_detector": {}}, checkpoint)
+    assert main(animate_argv(shared, tmp_path, {"--checkpoint": checkpoint})) == 2
+    line = _one_clean_line(capfd.readouterr().err)
+    assert "odd.pth.tar" in line and "\x1b" not in line and "weights_only" not in line
+
+
+def test_ssim_on_frames_smaller_than_its_window_says_why(tmp_path, capfd):
+    for folder in ("generated", "driving"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(tmp_path / folder / "x.png")
+    argv = ["evaluate", "--quiet", "--generated", str(tmp_path / "generated"), "--driving", str(tmp_path / "driving")]
+    assert main([*argv, "--out", str(tmp_path / "report"), "--metrics", "ssim,psnr"]) == 0
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert report["ssim"]["value"] is None and "window" in report["ssim"]["unavailable"]
+    assert report["psnr"]["value"] == "inf"  # the metrics that can run still run

@@ -73,6 +73,10 @@ def is_own_temporary(name: str) -> bool:
     return bool(_TEMPORARY.match(name) or _STAGING.match(name))
 
 
+#: Folders already swept in this process: a frame writer writes thousands of files into one.
+_swept: set[str] = set()
+
+
 def remove_stale_temporaries(directory: str | Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete dagan's own temporaries in ``directory`` that a killed run left more than a day ago."""
     removed = []
@@ -107,7 +111,10 @@ def atomic_output(final: str | Path, suffix: str | None = None) -> Iterator[Path
     if final.is_dir():
         raise DaganError(f"cannot write {final}: it is a directory")
     suffix = final.suffix if suffix is None else suffix
-    remove_stale_temporaries(directory)
+    key = os.path.realpath(directory)
+    if key not in _swept:
+        remove_stale_temporaries(directory)
+        _swept.add(key)
     try:
         prefix = _temporary_prefix(final.name, suffix, directory)
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=f"{PARTIAL}{suffix}", dir=directory)
@@ -119,9 +126,31 @@ def atomic_output(final: str | Path, suffix: str | None = None) -> Iterator[Path
     try:
         yield tmp
         os.replace(tmp, final)
+    except DaganError as exc:
+        tmp.unlink(missing_ok=True)
+        # Users never see temporaries: an error about one is about the file it becomes.
+        if str(tmp) in str(exc):
+            raise DaganError(str(exc).replace(str(tmp), str(final))) from exc
+        raise
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is not None and os.fspath(exc.filename) == str(tmp):
+            raise DaganError(f"cannot write {final}: {exc.strerror or exc}") from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def describe_write_failure(path: str | Path, exc: BaseException) -> str:
+    """Why writing ``path`` failed, in one line: libraries report a full disk in words of their own."""
+    directory = Path(path).parent
+    try:
+        full = shutil.disk_usage(directory).free < 1 << 20
+    except OSError:
+        full = False
+    reason = "no space left on the device" if full else str(exc).strip().splitlines()[0][:160] if str(exc) else ""
+    return f"cannot write {path} ({reason or type(exc).__name__})"
 
 
 def check_writable_directory(directory: str | Path) -> Path:

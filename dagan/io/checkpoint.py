@@ -25,7 +25,7 @@ from torch import nn
 
 from dagan.config import DepthConfig, DiscriminatorConfig, ModelConfig
 from dagan.errors import DaganError, first_line
-from dagan.io.atomic import atomic_output
+from dagan.io.atomic import atomic_output, describe_write_failure
 from dagan.nn.common import anti_alias_kernel_scale
 
 StateDict = dict[str, torch.Tensor]
@@ -72,13 +72,14 @@ def load_torch_file(path: str | Path) -> Any:
                 return torch.load(path, map_location="cpu", weights_only=True)  # pre-1.6 format
     except pickle.UnpicklingError as exc:
         refused = _UNSAFE_GLOBAL.search(str(exc))
-        if refused is None:  # not a pickle of tensors at all: random bytes, a text file
+        if refused is None and not _starts_like_a_pickle(path):  # random bytes, a text file
             detail = _UNPICKLER_DETAIL.search(str(exc))
             reason = detail.group(1).strip() if detail else "not a pickle"
             raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({reason[:80]})") from exc
+        what = f"it refers to {refused.group(1)}" if refused else "it uses pickle instructions a safe load refuses"
         raise DaganError(
             f"checkpoint {path} was refused: it holds objects other than tensors, "
-            f"which a safe load does not run (it refers to {refused.group(1)})"
+            f"which a safe load does not run ({what})"
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, struct.error) as exc:
         raise DaganError(f"checkpoint {path} is not a readable PyTorch file ({first_line(exc)})") from exc
@@ -120,6 +121,15 @@ def check_metadata(metadata: dict[str, Any], source: str) -> dict[str, Any]:
         if wrong:
             raise DaganError(f"checkpoint {source}: metadata {key} is {value!r}, it must be {wanted}")
     return metadata
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """A pickle of protocol 2 or later opens with the PROTO opcode."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(1) == b"\x80"
+    except OSError:
+        return False
 
 
 def require_state_dict(value: Any, what: str, source: str | Path) -> StateDict:
@@ -477,7 +487,7 @@ def write_safetensors(
         try:
             save_file(flat, str(tmp), metadata=meta)
         except (SafetensorError, OSError) as exc:  # a full disk, a file system that refuses
-            raise DaganError(f"cannot write {path} ({first_line(exc, 160)})") from exc
+            raise DaganError(describe_write_failure(path, exc)) from exc
 
 
 def write_torch(path: str | Path, payload: dict[str, Any]) -> None:
@@ -486,7 +496,7 @@ def write_torch(path: str | Path, payload: dict[str, Any]) -> None:
         try:
             torch.save(payload, tmp)
         except (RuntimeError, OSError) as exc:  # torch reports a full disk as a RuntimeError
-            raise DaganError(f"cannot write {path} ({first_line(exc, 160)})") from exc
+            raise DaganError(describe_write_failure(path, exc)) from exc
 
 
 def write_original_checkpoint(

@@ -23,6 +23,7 @@ from dagan.io.atomic import (
     STAGING_PREFIX,
     check_frame_folder,
     check_writable_directory,
+    describe_write_failure,
     remove_stale_temporaries,
     write_frame_manifest,
 )
@@ -152,7 +153,7 @@ class Mp4Writer:
         try:
             self._container = av.open(str(self.path), mode="w", format="mp4")
         except (av.FFmpegError, OSError) as exc:
-            raise DaganError(f"cannot write {self.path} ({first_line(exc)})") from exc
+            raise DaganError(describe_write_failure(self.path, exc)) from exc
         stream = self._container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
@@ -193,7 +194,7 @@ class Mp4Writer:
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 self._container.mux(packet)
         except (av.FFmpegError, OSError) as exc:
-            raise DaganError(f"cannot write {self.path} ({first_line(exc)})") from exc
+            raise DaganError(describe_write_failure(self.path, exc)) from exc
 
     def _write_audio(self) -> None:
         if self._audio_copy:
@@ -225,7 +226,7 @@ class Mp4Writer:
                     self._audio_source.close()
             self._container.close()
         except (av.FFmpegError, OSError) as exc:  # a full disk shows here, when the file is finished
-            raise DaganError(f"cannot write {self.path} ({first_line(exc)})") from exc
+            raise DaganError(describe_write_failure(self.path, exc)) from exc
 
     def abort(self) -> None:
         """Close without finishing; the caller discards the file."""
