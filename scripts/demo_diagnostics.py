@@ -39,7 +39,7 @@ def main() -> None:
         for source_path in sorted((args.eval_set / "source_self").glob("*.png")):
             source = _tensor(read_image(source_path))
             frames, _ = read_video_frames(args.eval_set / "gt_self" / f"{source_path.stem}.mp4")
-            truth = _tensor(frames[args.frame].astype(np.float32) / 255)
+            truth = _tensor(frames[args.frame])
             depth_source = nets.depth(source)
             kp_source = nets.kp_detector(torch.cat([source, depth_source], 1))
             kp_truth = nets.kp_detector(torch.cat([truth, nets.depth(truth)], 1))

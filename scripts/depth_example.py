@@ -54,7 +54,7 @@ def main() -> None:
         depth_files(args.weights, Path(tmp) / "frame.png", Path(tmp) / "out", ply=False, size=args.size, quiet=True)
         predicted = np.load(Path(tmp) / "out" / "frame_depth.npy")
         disparity_picture = read_image(Path(tmp) / "out" / "frame_disp.png")
-    image = frame.astype(np.float32) / 255
+    image = frame
     mask = truth["head_mask"][10]
     gt = truth["depth"][10].astype(np.float32)
     k = camera_matrix(args.weights, args.size, None)

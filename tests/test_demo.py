@@ -39,8 +39,8 @@ def _shapes(network: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _video(path):
-    frames, fps = read_video_frames(path)
-    return np.stack(frames).astype(np.float64) / 255, fps
+    frames, fps = read_video_frames(path)  # frames in [0, 1] already (dagan.io's frame contract)
+    return np.stack(frames).astype(np.float64), fps
 
 
 def test_eval_set_has_ground_truth_for_cross_identity_pairs(synth_set):
@@ -189,3 +189,26 @@ def test_models_run_at_the_frame_size_they_were_trained_at(tiny_files, tmp_path)
     assert main(["animate", "--source", str(tiny_files["source"]), "--driving", str(tiny_files["driving"]),
                  "--checkpoint", str(bundle), "--output", str(out), "--quiet"]) == 0  # fmt: skip
     assert read_video_frames(out)[0][0].shape == (64, 64, 3)
+
+
+def test_the_landmark_network_sees_frames_in_zero_to_one_in_training_and_in_evaluation(synth_set, tmp_path):
+    from dagan.pipelines import landmarks
+    from dagan.pipelines.evaluate import EvaluationItem, _SyntheticKeypointDistance
+
+    data, eval_set = synth_set
+    # Training: frames go in as the renderer drew them, not divided by 255 twice (it once fed [0, 0.004]).
+    frames, _ = landmarks.load_clips(data / "train", 32)
+    batch = landmarks._batch(frames, np.arange(len(frames)))
+    assert 0 <= float(batch.min()) and 0.5 < float(batch.max()) <= 1
+    # Evaluation: the same range, through the AKD metric's own path.
+    weights = tmp_path / "landmarks.pth"
+    landmarks.train_landmarks(data, weights, size=32, steps=1, quiet=True)
+    metric = _SyntheticKeypointDistance(weights)
+    seen = []
+    network = metric.network
+    metric.network = lambda tensor: seen.append(tensor) or network(tensor)
+    clip = next((eval_set / "gt_self").glob("*.mp4"))
+    metric.start(EvaluationItem(clip.stem, clip, clip, None))
+    video, _ = _video(clip)
+    metric.add(clip.stem, 0, video[0].astype(np.float32), video[0].astype(np.float32))
+    assert seen and 0 <= float(seen[0].min()) and 0.5 < float(seen[0].max()) <= 1

@@ -50,7 +50,8 @@ def test_folder_pairs_generate_then_evaluate(tiny_files, pair_folders, tmp_path,
     expected = next(
         iter(animator.animate(read_image(sources / "a.png"), [read_image(drivers / "a.png")], relative=False))
     )
-    assert np.abs(read_image(out / "a.png") - to_uint8(expected.prediction) / 255.0).max() <= 1 / 255 + 1e-9
+    written = to_uint8(read_image(out / "a.png")).astype(int)
+    assert np.abs(written - to_uint8(expected.prediction).astype(int)).max() <= 1
     video, _ = read_video_frames(out / "b.mp4")
     assert len(video) == len(read_video_frames(drivers / "b.mp4")[0])
     assert read_audio(out / "b.mp4").size > 0  # the driving audio goes along, for the lip-sync metrics
@@ -118,4 +119,5 @@ def test_image_pairs_in_one_batch_match_one_at_a_time(tiny_files, tmp_path):
         alone = next(iter(animator.animate(read_image(sources / f"p{i}.png"), [read_image(drivers / f"p{i}.png")],
                                            relative=False))).prediction  # fmt: skip
         batched = read_image(tmp_path / "out" / f"p{i}.png")
-        assert np.abs(batched - to_uint8(alone) / 255.0).max() <= 1 / 255 + 1e-9
+        # Within one 8-bit level (compared as 8-bit values: frames are float32, dagan.io's frame contract).
+        assert np.abs(to_uint8(batched).astype(int) - to_uint8(alone).astype(int)).max() <= 1

@@ -25,9 +25,11 @@ def test_rgba_gray_and_16_bit_images_read_as_rgb(tmp_path):
     gray16 = (rng.random((20, 30)) * 65535).astype(np.uint16)
     Image.fromarray(gray16).save(tmp_path / "gray16.png")
 
-    assert np.array_equal(read_image(tmp_path / "rgba.png"), rgb / 255.0)
+    # The frame contract: float32 RGB in [0, 1], the nearest float32 to each 8-bit value / 255.
+    rgba = read_image(tmp_path / "rgba.png")
+    assert rgba.dtype == np.float32 and np.array_equal(rgba, (rgb / 255.0).astype(np.float32))
     gray = read_image(tmp_path / "gray.png")
-    assert gray.shape == (20, 30, 3) and np.array_equal(gray[..., 1], rgb[..., 0] / 255.0)
+    assert gray.shape == (20, 30, 3) and np.array_equal(gray[..., 1], (rgb[..., 0] / 255.0).astype(np.float32))
     wide = read_image(tmp_path / "gray16.png")
     assert wide.shape == (20, 30, 3) and np.allclose(wide[..., 2], gray16 / 65535.0)
 
@@ -59,7 +61,8 @@ def test_driving_formats_decode(tmp_path, suffix, codec):
     clip = make_clip(tmp_path / f"clip{suffix}", frames=4, size=32, codec=codec)
     info = probe_video(clip)
     frames = list(iter_frames(info))
-    assert len(frames) == 4 and frames[0].shape == (32, 32, 3) and frames[0].dtype == np.uint8
+    assert len(frames) == 4 and frames[0].shape == (32, 32, 3) and frames[0].dtype == np.float32
+    assert 0 <= frames[0].min() and 0.2 < frames[0].max() <= 1  # [0, 1], not 0-255 nor 0-1/255
 
 
 def test_mp4_writer_copies_audio_and_keeps_fps(tmp_path):

@@ -386,14 +386,11 @@ def intrinsics(size: int) -> np.ndarray:
 
 def write_clip_mp4(path: Path, frames: np.ndarray) -> None:
     """Write rendered frames as a near-lossless 25 fps H.264 clip, atomically."""
-    from dagan.io.atomic import atomic_output
     from dagan.io.video import Mp4Writer
 
-    with atomic_output(path) as tmp:
-        writer = Mp4Writer(tmp, Fraction(FPS), crf=12)
+    with Mp4Writer(path, Fraction(FPS), crf=12) as writer:
         for frame in frames:
             writer.write(frame)
-        writer.close()
 
 
 def clip_name(identity: int, clip: int) -> str:

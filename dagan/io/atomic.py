@@ -142,6 +142,32 @@ def atomic_output(final: str | Path, suffix: str | None = None) -> Iterator[Path
         raise
 
 
+class _Discarded(BaseException):
+    """Thrown into ``atomic_output`` to drop its temporary file without an error."""
+
+
+class AtomicFile:
+    """``atomic_output`` for a writer that outlives one ``with`` block: ``commit`` renames, ``discard`` drops."""
+
+    def __init__(self, final: str | Path, suffix: str | None = None):
+        self.final = Path(final)
+        self._context = atomic_output(final, suffix)
+        self.path = self._context.__enter__()
+        self._open = True
+
+    def commit(self) -> None:
+        """Rename the temporary file onto the final name."""
+        if self._open:
+            self._open = False
+            self._context.__exit__(None, None, None)
+
+    def discard(self) -> None:
+        """Remove the temporary file; the final name is left as it was."""
+        if self._open:
+            self._open = False
+            self._context.__exit__(_Discarded, _Discarded(), None)
+
+
 def describe_write_failure(path: str | Path, exc: BaseException) -> str:
     """Why writing ``path`` failed, in one line: libraries report a full disk in words of their own."""
     directory = Path(path).parent

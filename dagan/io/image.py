@@ -23,8 +23,8 @@ def list_frame_files(directory: Path) -> list[Path]:
     )
 
 
-def to_float_rgb(array: np.ndarray, dtype: type = np.float64) -> np.ndarray:
-    """Any gray/RGB/RGBA array (uint8, uint16 or float) as RGB in [0, 1], float64 or ``dtype``."""
+def to_float_rgb(array: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """Any gray/RGB/RGBA array (uint8, uint16 or float) as a frame: (H, W, 3) float32 RGB in [0, 1]."""
     if array.ndim == 3 and array.shape[2] in (2, 4):  # drop alpha
         array = array[..., :-1]
     if array.ndim == 3 and array.shape[2] == 1:
@@ -79,11 +79,10 @@ REDUCE_TO = 8
 
 
 def read_image(path: str | Path, working_size: int | None = None) -> np.ndarray:
-    """Read an image file as RGB in [0, 1], honouring EXIF orientation.
+    """Read an image file as a frame (float32 RGB in [0, 1]), honouring EXIF orientation.
 
-    The pixel limit is checked from the header, before decoding. The result is float64; with
-    ``working_size`` (the square size the caller resizes to) it is float32, the arithmetic that
-    resize runs in. An image ``REDUCE_ABOVE`` times the working size is decoded reduced by an
+    The pixel limit is checked from the header, before decoding. Given ``working_size`` (the square
+    size the caller resizes to), an image ``REDUCE_ABOVE`` times the working size is decoded reduced by an
     integer factor (JPEG: in the DCT, others: box means in uint8) and returned already resized to
     ``working_size``, with the anti-aliasing that makes it match ``resize_frame`` of the full image
     (on a 6144x8000 photo of fine fur: a mean difference of 0.13/255, at most 2.4/255, as PNG; 0.18
@@ -119,7 +118,7 @@ def read_image(path: str | Path, working_size: int | None = None) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DaganError(f"{path} is not a readable image ({first_line(exc, 160)})") from exc
     try:
-        rgb = to_float_rgb(array, np.float64 if working_size is None else np.float32)
+        rgb = to_float_rgb(array)
     except ValueError as exc:
         raise DaganError(f"{path}: {exc}") from exc
     if factor > 1:
@@ -158,19 +157,30 @@ def _resize_reduced(image: np.ndarray, full: tuple[int, int], size: int) -> np.n
 
 
 def resize_frame(image: np.ndarray, size: int = 256) -> np.ndarray:
-    """Resize to ``size`` x ``size`` as ``skimage.transform.resize`` does (anti-aliased); float32 out.
+    """Resize a frame to ``size`` x ``size`` as ``skimage.transform.resize`` does (anti-aliased).
 
     An image already at that size is used as it is; the arithmetic is float32, never float64.
+    uint8 pixel values are taken as they are, as the writers take them.
     """
-    if image.dtype == np.uint8:
-        image = image.astype(np.float32) / np.float32(255.0)
-    elif image.dtype != np.float32:
-        image = image.astype(np.float32)
+    image = to_float_rgb(image) if image.dtype == np.uint8 else check_frame(image)
     if image.shape[:2] != (size, size):
         from skimage.transform import resize
 
         image = resize(image, (size, size))
     return np.ascontiguousarray(image[..., :3], dtype=np.float32)
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """``frame`` as float32, after making sure it keeps the frame contract (see ``dagan.io``).
+
+    A float array above 1 is a 0-255 frame passed where [0, 1] belongs: refused, not rescaled,
+    because a silent second division by 255 is the bug this contract exists to stop.
+    """
+    if frame.dtype.kind != "f":
+        raise TypeError(f"frames are float RGB in [0, 1] (dagan.io's frame contract), got {frame.dtype}")
+    if frame.size and float(frame.max()) > 1.0 + 1e-3:
+        raise ValueError(f"a frame holds values up to {float(frame.max()):.3g}: frames are RGB in [0, 1]")
+    return frame if frame.dtype == np.float32 else frame.astype(np.float32)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -179,8 +189,8 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a uint8 (or [0, 1] float) image as PNG, atomically."""
+    """Write a frame (or uint8 / uint16 pixel values as they are) as PNG, atomically."""
     if image.dtype != np.uint8 and image.dtype != np.uint16:
-        image = to_uint8(image)
+        image = to_uint8(check_frame(image))
     with atomic_output(path, suffix=".png") as tmp:
         Image.fromarray(image).save(tmp, format="PNG")

@@ -21,13 +21,23 @@ import numpy as np
 from dagan.errors import DaganError, first_line
 from dagan.io.atomic import (
     STAGING_PREFIX,
+    AtomicFile,
     check_frame_folder,
     check_writable_directory,
     describe_write_failure,
     remove_stale_temporaries,
     write_frame_manifest,
 )
-from dagan.io.image import IMAGE_SUFFIXES, check_pixels, list_frame_files, read_image, to_uint8, write_png
+from dagan.io.image import (
+    IMAGE_SUFFIXES,
+    check_frame,
+    check_pixels,
+    list_frame_files,
+    read_image,
+    to_float_rgb,
+    to_uint8,
+    write_png,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".gif", ".webm", ".mkv", ".m4v")
 DEFAULT_FPS = Fraction(25)
@@ -85,7 +95,7 @@ def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
 
 
 def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
-    """Yield frames as uint8 (H, W, 3) arrays (folders: float [0, 1] arrays), one at a time."""
+    """Yield the frames (float32 RGB in [0, 1], (H, W, 3)) of a video or a frame folder, one at a time."""
     if info.is_directory:
         for file in list_frame_files(info.path):
             yield read_image(file)
@@ -97,7 +107,7 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 decoded += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield to_float_rgb(frame.to_ndarray(format="rgb24"))
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise DaganError(f"driving video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
     # Container frame counts can overstate what edit lists let through; only a clear shortfall is truncation.
@@ -135,10 +145,16 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
 
 
 class Mp4Writer:
-    """H.264 MP4 writer that copies (or, if it must, re-encodes) the audio of another file."""
+    """H.264 MP4 writer that copies (or, if it must, re-encodes) the audio of another file.
+
+    It owns its atomic output: frames go to a temporary file beside ``path``, which ``close``
+    renames onto it and ``abort`` removes. As a context manager it closes on success and aborts
+    on any failure.
+    """
 
     def __init__(self, path: str | Path, fps: Fraction, audio_from: Path | None = None, crf: int = 18):
         self.path = Path(path)
+        self._file = AtomicFile(self.path)
         self.fps = fps
         self.audio_from = audio_from
         self.crf = crf
@@ -151,7 +167,7 @@ class Mp4Writer:
 
     def _open(self, height: int, width: int) -> None:
         try:
-            self._container = av.open(str(self.path), mode="w", format="mp4")
+            self._container = av.open(str(self._file.path), mode="w", format="mp4")
         except (av.FFmpegError, OSError) as exc:
             raise DaganError(describe_write_failure(self.path, exc)) from exc
         stream = self._container.add_stream("libx264", rate=self.fps)
@@ -178,10 +194,19 @@ class Mp4Writer:
         else:
             self._audio_out = self._container.add_stream("aac", rate=self._audio_in.codec_context.sample_rate)
 
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
     def write(self, frame: np.ndarray) -> None:
-        """Encode one (H, W, 3) uint8 or [0, 1] float frame."""
+        """Encode one frame (or uint8 pixel values as they are)."""
         if frame.dtype != np.uint8:
-            frame = to_uint8(frame)
+            frame = to_uint8(check_frame(frame))
         if self._container is None:
             height, width = frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2
             if height < 2 or width < 2:
@@ -212,8 +237,9 @@ class Mp4Writer:
             self._container.mux(packet)
 
     def close(self) -> None:
-        """Flush the encoder, add the audio track, and finish the file."""
+        """Flush the encoder, add the audio track, finish the file and move it into place."""
         if self._container is None:
+            self._file.discard()
             raise DaganError(f"no frames were produced for {self.path}")
         try:
             for packet in self._stream.encode(None):
@@ -226,16 +252,22 @@ class Mp4Writer:
                     self._audio_source.close()
             self._container.close()
         except (av.FFmpegError, OSError) as exc:  # a full disk shows here, when the file is finished
+            self.abort()
             raise DaganError(describe_write_failure(self.path, exc)) from exc
+        except BaseException:
+            self.abort()
+            raise
+        self._file.commit()
 
     def abort(self) -> None:
-        """Close without finishing; the caller discards the file."""
+        """Close without finishing and remove the temporary file; ``path`` is left as it was."""
         for handle in (self._audio_source, self._container):
             if handle is not None:
                 try:
                     handle.close()
                 except (av.FFmpegError, OSError):
                     pass
+        self._file.discard()
 
 
 class PngDirectoryWriter:
@@ -252,6 +284,15 @@ class PngDirectoryWriter:
         remove_stale_temporaries(self.directory)
         self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.directory))
         self.count = 0
+
+    def __enter__(self) -> PngDirectoryWriter:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
     def write(self, frame: np.ndarray) -> None:
         """Write the next frame."""

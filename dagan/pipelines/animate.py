@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from dagan.config import DataConfig, InferenceConfig
 from dagan.errors import DaganError
-from dagan.io.atomic import atomic_output, check_frame_folder, check_outputs
+from dagan.io.atomic import check_frame_folder, check_outputs
 from dagan.io.image import read_image, resize_frame
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
@@ -363,44 +363,36 @@ def animate_files(
                 else:
                     writer.write(frame.prediction)
 
-        sink = None
-        count = 0
-        try:
-            if to_directory:
-                writers.append(("main", PngDirectoryWriter(output, overwrite)))
-            else:
-                tmp = stack.enter_context(atomic_output(output))
-                writers.append(("main", Mp4Writer(tmp, info.fps, info.path if info.has_audio else None)))
-            for role, path in extra_paths.items():
-                writers.append((role, Mp4Writer(stack.enter_context(atomic_output(path)), info.fps)))
-            sink = BackgroundConsumer(write)
-            # Closed on failure too, so its worker threads stop at once.
-            frames = stack.enter_context(
-                contextlib.closing(
-                    animator.animate(
-                        source_image,
-                        prefetch(iter_frames(info), 2 * batch_size),
-                        relative=relative,
-                        adapt_scale=adapt_scale,
-                        batch_size=batch_size,
-                        initial_frame=initial,
-                    )
+        # The stack unwinds last-in first-out: on failure the frames stop first, then the writer
+        # thread, and only then are the writers' temporary files discarded.
+        if to_directory:
+            writers.append(("main", stack.enter_context(PngDirectoryWriter(output, overwrite))))
+        else:
+            audio = info.path if info.has_audio else None
+            writers.append(("main", stack.enter_context(Mp4Writer(output, info.fps, audio))))
+        for role, path in extra_paths.items():
+            writers.append((role, stack.enter_context(Mp4Writer(path, info.fps))))
+        sink = BackgroundConsumer(write)
+        stack.push(lambda kind, *_: sink.cancel() if kind is not None else None)
+        frames = stack.enter_context(
+            contextlib.closing(
+                animator.animate(
+                    source_image,
+                    prefetch(iter_frames(info), 2 * batch_size),
+                    relative=relative,
+                    adapt_scale=adapt_scale,
+                    batch_size=batch_size,
+                    initial_frame=initial,
                 )
             )
-            with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc="animate") as bar:
-                for frame in frames:
-                    sink.put(frame)
-                    count += 1
-                    bar.update(1)
-            sink.close()
-            for _, writer in writers:
-                writer.close()
-        except BaseException:
-            if sink is not None:
-                sink.cancel()  # the writer thread must stop before its files are discarded
-            for _, writer in writers:
-                writer.abort()
-            raise
+        )
+        count = 0
+        with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc="animate") as bar:
+            for frame in frames:
+                sink.put(frame)
+                count += 1
+                bar.update(1)
+        sink.close()
     return AnimateReport(
         count, output, extra_paths.get("depth"), time.perf_counter() - started, extra_paths.get("side")
     )

@@ -161,7 +161,7 @@ def _write_depth(
         frames = iter_frames(info)
         names = (f"{i:06d}" for i in range(10**9))
         total = info.frame_count
-        video = Mp4Writer(stack.enter_context(atomic_output(out / "disparity.mp4")), info.fps)
+        video = stack.enter_context(Mp4Writer(out / "disparity.mp4", info.fps))
     else:
         frames = (read_image(f, working_size=size) for f in files)
         names = (f.stem for f in files)
@@ -192,28 +192,21 @@ def _write_depth(
 
     count = 0
     with stack:
-        try:
-            batch: list[np.ndarray] = []
-            batch_names: list[str] = []
-            with tqdm(total=total, unit="frame", disable=quiet, file=sys.stderr, desc="depth") as bar:
-                for frame, name in zip(frames, names, strict=False):
-                    batch.append(resize_frame(frame, size))
-                    batch_names.append(name)
-                    if len(batch) == batch_size:
-                        flush(batch, batch_names)
-                        bar.update(len(batch))
-                        count += len(batch)
-                        batch, batch_names = [], []
-                if batch:
+        batch: list[np.ndarray] = []
+        batch_names: list[str] = []
+        with tqdm(total=total, unit="frame", disable=quiet, file=sys.stderr, desc="depth") as bar:
+            for frame, name in zip(frames, names, strict=False):
+                batch.append(resize_frame(frame, size))
+                batch_names.append(name)
+                if len(batch) == batch_size:
                     flush(batch, batch_names)
                     bar.update(len(batch))
                     count += len(batch)
-            if video is not None:
-                video.close()
-        except BaseException:
-            if video is not None:
-                video.abort()
-            raise
+                    batch, batch_names = [], []
+            if batch:
+                flush(batch, batch_names)
+                bar.update(len(batch))
+                count += len(batch)
     if video is not None:
         written.append(out / "disparity.mp4")
     return DepthReport(count, written)

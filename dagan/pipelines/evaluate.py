@@ -156,10 +156,9 @@ def resolve_eval_set(eval_set: Path, generated: str) -> tuple[Path, Path, Path]:
 
 def _frames(path: Path) -> Iterator[np.ndarray]:
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        yield read_image(path)[..., :3]
+        yield read_image(path)
         return
-    for frame in iter_frames(probe_video(path)):
-        yield frame.astype(np.float64) / 255.0 if frame.dtype == np.uint8 else frame
+    yield from iter_frames(probe_video(path))
 
 
 def _same_size(reference: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -334,8 +333,7 @@ class _SyntheticKeypointDistance:
     @torch.inference_mode()
     def _landmarks(self, image: np.ndarray) -> np.ndarray:
         """Landmarks in ``image``'s pixels."""
-        resized = resize_frame(to_uint8(image), self.size)
-        tensor = torch.from_numpy(resized).permute(2, 0, 1)[None].float() / 255
+        tensor = torch.from_numpy(resize_frame(image, self.size)).permute(2, 0, 1)[None]
         return self.network(tensor)[0].numpy() * (image.shape[1] / self.size)
 
     def add(self, name: str, index: int, generated: np.ndarray, driving: np.ndarray | None) -> None:
@@ -498,7 +496,8 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
         if info.fps != FPS:
             skipped.append(f"{item.name} ({float(info.fps):g} fps; SyncNet needs {FPS})")
             continue
-        frames = np.stack(list(iter_frames(info)))
+        # SyncNet's reference reads 8-bit frames: the exact values back from the [0, 1] frames.
+        frames = np.stack([to_uint8(frame) for frame in iter_frames(info)])
         try:
             score = lip_sync_score(network, frames, audio, batch_size=options.batch_size, device=device)
         except ValueError as exc:  # too short for one 5-frame window

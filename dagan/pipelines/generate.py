@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dagan.config import InferenceConfig
 from dagan.errors import DaganError
-from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
+from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.video import Mp4Writer, iter_frames, media_files_by_stem, probe_video
 from dagan.pipelines.animate import Animator, default_batch_size
@@ -167,17 +167,11 @@ def _generate_pairs(
         # Self-reenactment reconstructs the driving frames (absolute keypoints, as the original's
         # reconstruction mode); cross-identity transfers motion relative to the first frame.
         relative = options.mode == "cross"
-        with atomic_output(target) as tmp:
-            # The driving audio goes along: lip-sync metrics read it from the generated file.
-            writer = Mp4Writer(tmp, info.fps or Fraction(25), info.path if info.has_audio else None)
-            try:
-                frames = animator.animate(source, iter_frames(info), relative=relative, batch_size=options.batch_size)
-                for frame in frames:
-                    writer.write(frame.prediction)
-                writer.close()
-            except BaseException:
-                writer.abort()
-                raise
+        # The driving audio goes along: lip-sync metrics read it from the generated file.
+        with Mp4Writer(target, info.fps or Fraction(25), info.path if info.has_audio else None) as writer:
+            frames = animator.animate(source, iter_frames(info), relative=relative, batch_size=options.batch_size)
+            for frame in frames:
+                writer.write(frame.prediction)
         counts["written"] += 1
         bar.update(1)
     bar.close()
