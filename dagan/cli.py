@@ -164,6 +164,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         inference=inference,
         overwrite=args.overwrite,
+        depth_style=args.depth_style,
     )
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
@@ -549,6 +550,15 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         help="driving frames per batch (default: 1 on CPU, where batching buys no speed; 8 on GPU)",
     )
     p.add_argument("--save-depth", default=None, metavar="DEPTH.mp4", help="also write the driving depth as a video")
+    from dagan.config import DEPTH_STYLES
+
+    p.add_argument(
+        "--depth-style",
+        choices=DEPTH_STYLES,
+        default="colour",
+        help="how --save-depth and the side-by-side panel draw depth: a colour map over one range per video "
+        "(default), or the original demo's grey 1 - d / max d (nearly black on the bundled model)",
+    )
     p.add_argument(
         "--side-by-side", action="store_true", help="write source | driving | depth | result panels as the output"
     )

@@ -22,6 +22,9 @@ from dagan.errors import DaganError, first_line
 #: Images and video frames above this many pixels are refused before decoding (``--max-pixels``).
 DEFAULT_MAX_PIXELS = 50_000_000
 
+#: How ``dagan animate`` draws the driving depth: a colour map over one range per video, or the original's grey.
+DEPTH_STYLES = ("colour", "original")
+
 #: Every metric ``dagan evaluate`` computes, in report order (its default ``--metrics``).
 ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
 

@@ -212,3 +212,30 @@ def test_the_landmark_network_sees_frames_in_zero_to_one_in_training_and_in_eval
     video, _ = _video(clip)
     metric.add(clip.stem, 0, video[0].astype(np.float32), video[0].astype(np.float32))
     assert seen and 0 <= float(seen[0].min()) and 0.5 < float(seen[0].max()) <= 1
+
+
+def test_the_depth_video_is_visible_and_its_colours_hold_still(tmp_path):
+    from dagan.io.colormap import VideoDisparityColours
+    from dagan.pipelines.animate import Animator, depth_renderer
+
+    frames, _ = read_video_frames(DEMO_DRIVING)
+    animator = Animator.from_checkpoint(DEMO_MODEL, device="cpu")
+    shown = list(animator.animate(read_image(DEMO_SOURCE), frames[:: len(frames) // 6][:6]))
+    colour, grey = depth_renderer("colour"), depth_renderer("original")
+    coloured = np.stack([colour(f.driving_depth) for f in shown])
+    original = np.stack([grey(f.driving_depth) for f in shown])
+    # The original's 1 - d / max d leaves the bundled model's depth nearly black; the default spreads it.
+    assert original.max() < 0.2
+    assert np.percentile(coloured, 99) - np.percentile(coloured, 1) > 0.5
+    # One range for the whole video: a disparity value keeps its colour from frame to frame, where
+    # a range of each frame's own (colorize_disparity, right for single images) would flicker.
+    from dagan.io.colormap import colorize_disparity
+
+    narrow, wide = np.linspace(0.2, 0.6, 101).reshape(1, 101), np.linspace(0.0, 1.0, 101).reshape(1, 101)
+    colours = VideoDisparityColours()
+    assert np.allclose(colours(narrow)[0, 50], colours(wide)[0, 40])  # both are 0.4
+    assert not np.allclose(colorize_disparity(narrow)[0, 50], colorize_disparity(wide)[0, 40], atol=0.05)
+    with pytest.raises(SystemExit) as refused:
+        main(["animate", "--quiet", "--save-depth", str(tmp_path / "d.mp4"), "--depth-style", "sepia",
+              "--source", str(DEMO_SOURCE), "--driving", str(DEMO_DRIVING)])  # fmt: skip
+    assert refused.value.code == 2

@@ -32,3 +32,23 @@ def colorize_disparity(disparity: np.ndarray) -> np.ndarray:
     """Disparity to a magma-coloured image, normalised between its 1st and 99th percentiles."""
     low, high = np.percentile(disparity, 1), np.percentile(disparity, 99)
     return magma((disparity - low) / max(high - low, 1e-8))
+
+
+class VideoDisparityColours:
+    """Colour-maps the disparity frames of one video over one fixed range, so the colours do not flicker.
+
+    The range is the 1st to 99th percentile of the first frame, widened by ``margin`` of itself on
+    each side for what later frames reach; a streamed video has no later frames to look at yet.
+    """
+
+    def __init__(self, margin: float = 0.1):
+        self.margin = margin
+        self.low: float | None = None
+        self.high: float | None = None
+
+    def __call__(self, disparity: np.ndarray) -> np.ndarray:
+        if self.low is None:
+            low, high = float(np.percentile(disparity, 1)), float(np.percentile(disparity, 99))
+            pad = self.margin * max(high - low, 1e-8)
+            self.low, self.high = low - pad, high + pad
+        return magma((disparity - self.low) / max(self.high - self.low, 1e-8))

@@ -14,7 +14,7 @@ import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dagan.config import DataConfig, InferenceConfig
+from dagan.config import DEPTH_STYLES, DataConfig, InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import check_frame_folder, check_outputs
+from dagan.io.colormap import VideoDisparityColours
 from dagan.io.image import read_image, resize_frame
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
@@ -251,15 +252,31 @@ class Animator:
 
 
 def depth_to_image(depth: np.ndarray) -> np.ndarray:
-    """Grey visualisation of a disparity map as the original demo draws it: 1 - d / max(d)."""
+    """Grey visualisation of a disparity map as the original demo draws it: 1 - d / max(d).
+
+    On the bundled demo model that is nearly black (its disparities sit close to their maximum);
+    ``depth_renderer("colour")`` is the default for that reason.
+    """
     peak = float(depth.max())
     gray = 1.0 - depth / peak if peak > 0 else np.ones_like(depth)
     return np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
 
 
-def side_by_side(source: np.ndarray, frame: AnimatedFrame) -> np.ndarray:
+def depth_renderer(style: str = "colour") -> Callable[[np.ndarray], np.ndarray]:
+    """A function from one video's disparity frames to pictures, in ``style`` (see ``DEPTH_STYLES``)."""
+    if style == "original":
+        return depth_to_image
+    if style == "colour":
+        return VideoDisparityColours()
+    raise DaganError(f"--depth-style must be one of {', '.join(DEPTH_STYLES)}, not {style!r}")
+
+
+def side_by_side(
+    source: np.ndarray, frame: AnimatedFrame, render_depth: Callable[[np.ndarray], np.ndarray] = depth_to_image
+) -> np.ndarray:
     """source | driving | driving depth | result, each at the working size."""
-    return np.concatenate([source, frame.driving, depth_to_image(frame.driving_depth), frame.prediction], axis=1)
+    depth = render_depth(frame.driving_depth)
+    return np.concatenate([source, frame.driving, depth, frame.prediction], axis=1)
 
 
 @dataclass
@@ -313,10 +330,12 @@ def animate_files(
     animator: Animator | None = None,
     inference: InferenceConfig | None = None,
     overwrite: bool = False,
+    depth_style: str = "colour",
 ) -> AnimateReport:
     """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out.
 
     A frame-folder ``output`` must be new or empty, or hold an earlier run's frames with ``overwrite``.
+    ``depth_style`` draws the depth video and panel (``DEPTH_STYLES``).
     """
     started = time.perf_counter()
     check_outputs(
@@ -326,6 +345,7 @@ def animate_files(
     )
     if _is_directory_output(output):
         check_frame_folder(output, overwrite)
+    render_depth = depth_renderer(depth_style)
     source_image = read_image(source, working_size=animator.size if animator else DataConfig.frame_shape[0])
     info = probe_video(driving)
     if find_best_frame:
@@ -354,12 +374,16 @@ def animate_files(
         writers: list[tuple[str, object]] = []
         source_view = resize_frame(source_image, animator.size)
 
+        draws_depth = side_by_side_output or bool(extra_paths)
+
         def write(frame: AnimatedFrame) -> None:
+            # Once a frame, for every writer: the colour range is the video's, fixed by its first frame.
+            depth = render_depth(frame.driving_depth) if draws_depth else None
             for role, writer in writers:
                 if role == "depth":
-                    writer.write(depth_to_image(frame.driving_depth))
+                    writer.write(depth)
                 elif role == "side" or side_by_side_output:
-                    writer.write(side_by_side(source_view, frame))
+                    writer.write(side_by_side(source_view, frame, lambda _: depth))
                 else:
                     writer.write(frame.prediction)
 
