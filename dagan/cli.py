@@ -156,6 +156,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         adapt_scale=args.adapt_scale,
         best_frame=args.best_frame,
         find_best_frame=args.find_best_frame,
+        reference=args.reference,
         device=args.device,
         batch_size=args.batch_size,
         save_depth=args.save_depth,
@@ -503,7 +504,13 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "'dagan train-depth' and 'dagan train'.",
     )
     p.add_argument("--source", required=True, metavar="IMAGE", help="source portrait (PNG/JPEG, any size)")
-    p.add_argument("--driving", required=True, metavar="VIDEO_OR_FRAME_DIR", help="driving video or frame folder")
+    p.add_argument(
+        "--driving",
+        required=True,
+        metavar="VIDEO_OR_FRAME_DIR",
+        help="driving video or frame folder; or one image, animated into one image (absolute motion, or "
+        "relative to --reference)",
+    )
     p.add_argument(
         "--checkpoint",
         default=None,
@@ -520,9 +527,10 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--output",
-        default="result.mp4",
+        default=None,
         metavar="OUT.mp4|OUT_DIR/",
-        help="an .mp4 (H.264, driving fps and audio) or a folder for PNG frames (default: result.mp4)",
+        help="an .mp4 (H.264, driving fps and audio) or a folder for PNG frames (default: result.mp4; "
+        "for a still driving image, an OUT.png, default result.png)",
     )
     motion = p.add_mutually_exclusive_group()
     motion.add_argument(
@@ -536,6 +544,13 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="use movement as it is")
     best = p.add_mutually_exclusive_group()
     best.add_argument("--best-frame", type=_non_negative_int, default=None, metavar="N", help="animate from frame N")
+    best.add_argument(
+        "--reference",
+        default=None,
+        metavar="IMAGE|N",
+        help="the neutral face relative motion is measured from: an image (say a neutral photo of the driving "
+        "person) or driving frame N (as --best-frame N); default: the first driving frame",
+    )
     best.add_argument(
         "--find-best-frame",
         action="store_true",

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dagan.cli import main
-from dagan.io.image import read_image
+from dagan.io.image import read_image, to_uint8, write_png
 from dagan.io.video import iter_frames, probe_video, read_video_frames
 from dagan.motion import movement_scale, transfer_motion
 from dagan.nn import Keypoints
@@ -114,3 +114,54 @@ def test_spade_checkpoint_animates(tmp_path, tiny_files, clip_frames):
     one = _run(animator, source, clip_frames, batch_size=1)
     three = _run(animator, source, clip_frames, batch_size=3)
     assert np.isfinite(one).all() and np.abs(one - three).max() < 1e-4
+
+
+def _cli(tiny_files, *extra):
+    argv = ["animate", "--quiet", "--source", str(tiny_files["source"]), "--checkpoint", str(tiny_files["checkpoint"])]
+    return main([*argv, "--depth-weights", str(tiny_files["depth"]), "--device", "cpu", *map(str, extra)])
+
+
+def test_a_still_driving_image_gives_one_image(tiny_animator, tiny_files, clip_frames, tmp_path):
+    driving = tmp_path / "pose.png"
+    write_png(driving, clip_frames[3])
+    out = tmp_path / "moved.png"
+    assert _cli(tiny_files, "--driving", driving, "--output", out, "--save-depth", tmp_path / "depth.png") == 0
+    source = read_image(tiny_files["source"])
+    # Absolute motion by default: nothing to take the motion relative to.
+    expected = _run(tiny_animator, source, [read_image(driving)], relative=False)[0]
+    written = read_image(out)
+    assert written.shape == expected.shape
+    assert np.abs(to_uint8(written).astype(int) - to_uint8(expected).astype(int)).max() <= 1
+    assert read_image(tmp_path / "depth.png").shape == expected.shape
+    # With --reference, relative to it: the same image as reference moves nothing, whatever the pose.
+    assert _cli(tiny_files, "--driving", driving, "--reference", driving, "--output", tmp_path / "still.png") == 0
+    expected = _run(tiny_animator, source, [read_image(driving)], initial_frame=read_image(driving))[0]
+    written = to_uint8(read_image(tmp_path / "still.png")).astype(int)
+    assert np.abs(written - to_uint8(expected).astype(int)).max() <= 1
+    assert _cli(tiny_files, "--driving", driving, "--output", tmp_path / "moved.mp4") == 2
+
+
+def test_reference_is_a_driving_frame_or_an_image(tiny_animator, tiny_files, clip_frames, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(clip_frames):
+        write_png(frames / f"{i:04d}.png", frame)
+    assert _cli(tiny_files, "--driving", frames, "--reference", 2, "--output", f"{tmp_path / 'by_reference'}/") == 0
+    assert _cli(tiny_files, "--driving", frames, "--best-frame", 2, "--output", f"{tmp_path / 'by_best'}/") == 0
+    by_reference, by_best = (sorted((tmp_path / name).glob("*.png")) for name in ("by_reference", "by_best"))
+    assert len(by_reference) == len(clip_frames)
+    for a, b in zip(by_reference, by_best, strict=True):
+        assert a.read_bytes() == b.read_bytes()
+    neutral = tmp_path / "neutral.png"
+    write_png(neutral, clip_frames[4])
+    assert _cli(tiny_files, "--driving", frames, "--reference", neutral, "--output", f"{tmp_path / 'by_image'}/") == 0
+    source = read_image(tiny_files["source"])
+    expected = _run(tiny_animator, source, [read_image(f) for f in sorted(frames.iterdir())],
+                    initial_frame=read_image(neutral))  # fmt: skip
+    written = np.stack([read_image(f) for f in sorted((tmp_path / "by_image").glob("*.png"))])
+    assert np.abs(to_uint8(written).astype(int) - to_uint8(expected).astype(int)).max() <= 1
+    assert _cli(tiny_files, "--driving", frames, "--reference", 99, "--output", tmp_path / "x.mp4") == 2
+    assert (
+        _cli(tiny_files, "--driving", frames, "--reference", tmp_path / "no.png", "--output", tmp_path / "x.mp4") == 2
+    )
+    assert not (tmp_path / "x.mp4").exists()

@@ -643,6 +643,40 @@ def _best_frame_negative(w: Path, s: Shared) -> Spec:
     return Spec(animate_argv(s, w, {"--best-frame": -1}))
 
 
+@case("animate-reference-frame-past-the-end")
+def _reference_past_end(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--reference": 999}), names=("999",))
+
+
+@case("animate-reference-image-is-missing")
+def _reference_missing(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--reference": w / "neutral.png"}), names=("neutral.png",))
+
+
+@case("animate-output-names-the-reference-image")
+def _output_is_reference(w: Path, s: Shared) -> Spec:
+    neutral = place(s.source, w / "neutral.png")
+    still = place(s.source, w / "pose.png")
+    argv = animate_argv(s, w, {"--driving": still, "--reference": neutral, "--output": neutral})
+    return Spec(argv, names=("neutral.png",))
+
+
+@case("animate-still-driving-image-to-an-mp4")
+def _still_to_mp4(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--driving": place(s.source, w / "pose.png")}), names=("good.mp4",))
+
+
+@case("animate-still-driving-image-with-a-reference-frame")
+def _still_with_reference_frame(w: Path, s: Shared) -> Spec:
+    argv = animate_argv(s, w, {"--driving": place(s.source, w / "pose.png"), "--reference": 3, "--output": None})
+    return Spec(argv, names=("--reference",))
+
+
+@case("animate-depth-style-is-unknown")
+def _depth_style_unknown(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--depth-style": "sepia"}), names=("sepia",))
+
+
 @case("animate-driving-is-a-fifo")
 def _driving_fifo(w: Path, s: Shared) -> Spec:
     os.mkfifo(w / "pipe.mp4")

@@ -26,7 +26,7 @@ from dagan.config import DEPTH_STYLES, DataConfig, InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import check_frame_folder, check_outputs
 from dagan.io.colormap import VideoDisparityColours
-from dagan.io.image import read_image, resize_frame
+from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, write_png
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import movement_scale, transfer_motion
@@ -295,19 +295,32 @@ def _is_directory_output(output: str | Path) -> bool:
     return text.endswith(("/", "\\")) or Path(text).is_dir()
 
 
-def _check_mp4_target(path: Path, what: str) -> None:
-    if path.suffix.lower() != ".mp4":
-        raise DaganError(f"{what} {path} must end in .mp4 (or, for --output, be a directory ending in /)")
+def _check_target(path: Path, what: str, suffix: str = ".mp4") -> None:
+    if path.suffix.lower() != suffix:
+        raise DaganError(f"{what} {path} must end in {suffix} (or, for --output, be a directory ending in /)")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise DaganError(f"cannot write {path}: directory {parent} does not exist")
 
 
-def _frame_at(info: VideoInfo, index: int) -> np.ndarray:
+def _frame_at(info: VideoInfo, index: int, flag: str = "--best-frame") -> np.ndarray:
     for i, frame in enumerate(iter_frames(info)):
         if i == index:
             return frame
-    raise DaganError(f"--best-frame {index} is past the end of {info.path}")
+    raise DaganError(f"{flag} {index} is past the end of {info.path}")
+
+
+def is_still_image(path: str | Path) -> bool:
+    """Whether a driving input is one image (animated into one image), not a video or a frame folder."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def parse_reference(text: str | int | Path | None) -> int | Path | None:
+    """``--reference``: a driving frame index (digits) or the path of an image."""
+    if text is None or isinstance(text, int):
+        return text
+    return int(text) if str(text).isdigit() else Path(text)
 
 
 def animate_files(
@@ -315,12 +328,13 @@ def animate_files(
     driving: str | Path,
     checkpoint: str | Path,
     depth_weights: str | Path | None = None,
-    output: str | Path = "result.mp4",
+    output: str | Path | None = None,
     *,
     relative: bool = True,
     adapt_scale: bool = True,
     best_frame: int | None = None,
     find_best_frame: bool = False,
+    reference: str | Path | int | None = None,
     device: str = "auto",
     batch_size: int | None = None,
     save_depth: str | Path | None = None,
@@ -335,18 +349,57 @@ def animate_files(
     """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out.
 
     A frame-folder ``output`` must be new or empty, or hold an earlier run's frames with ``overwrite``.
-    ``depth_style`` draws the depth video and panel (``DEPTH_STYLES``).
+    ``depth_style`` draws the depth video and panel (``DEPTH_STYLES``). ``reference`` is the neutral
+    face relative motion is measured from: driving frame N (as ``best_frame``) or an image. A still
+    image as ``driving`` gives one image (``result.png`` by default): absolute motion, or relative
+    to ``reference`` when one is given.
     """
     started = time.perf_counter()
+    reference = parse_reference(reference)
+    still = is_still_image(driving)
+    if output is None:
+        output = "result.png" if still else "result.mp4"
     check_outputs(
         {"--output": output, "--save-depth": save_depth, "--save-side-by-side": save_side_by_side},
-        {"--source": source, "--driving": driving, "--checkpoint": checkpoint, "--depth-weights": depth_weights},
+        {
+            "--source": source,
+            "--driving": driving,
+            "--checkpoint": checkpoint,
+            "--depth-weights": depth_weights,
+            "--reference": reference if isinstance(reference, Path) else None,
+        },
         folders=["--output"] if _is_directory_output(output) else [],
     )
+    if isinstance(reference, int):
+        if best_frame is not None or find_best_frame:
+            raise DaganError("--reference N and --best-frame / --find-best-frame name the same thing: give one")
+        if still:
+            raise DaganError("--reference N names a frame of a driving video; a still driving image has one")
+        best_frame = reference
+    if isinstance(reference, Path) and (best_frame is not None or find_best_frame):
+        raise DaganError("--reference IMAGE and --best-frame / --find-best-frame both set the reference: give one")
     if _is_directory_output(output):
         check_frame_folder(output, overwrite)
     render_depth = depth_renderer(depth_style)
-    source_image = read_image(source, working_size=animator.size if animator else DataConfig.frame_shape[0])
+    working_size = animator.size if animator else DataConfig.frame_shape[0]
+    source_image = read_image(source, working_size=working_size)
+    reference_image = read_image(reference, working_size) if isinstance(reference, Path) else None
+    if still:
+        if find_best_frame or best_frame is not None:
+            raise DaganError("--best-frame and --find-best-frame choose a frame of a driving video, not of an image")
+        outputs = {"main": output, "depth": save_depth, "side": save_side_by_side}
+        return _animate_still(
+            source_image,
+            read_image(driving, working_size),
+            reference_image,
+            {role: Path(path) for role, path in outputs.items() if path is not None},
+            side_by_side_output,
+            adapt_scale,
+            render_depth,
+            animator or Animator.from_checkpoint(checkpoint, depth_weights, device, inference),
+            started,
+            overwrite,
+        )
     info = probe_video(driving)
     if find_best_frame:
         from dagan.face import best_matching_frame
@@ -356,18 +409,21 @@ def animate_files(
         if not quiet:
             print(f"best driving frame: {best_frame}", file=sys.stderr)
     if best_frame is not None and (best_frame < 0 or (info.frame_count and best_frame >= info.frame_count)):
-        raise DaganError(f"--best-frame {best_frame} is outside the driving video's {info.frame_count} frames")
+        flag = "--reference" if reference is not None else "--best-frame"
+        raise DaganError(f"{flag} {best_frame} is outside the driving video's {info.frame_count} frames")
     to_directory = _is_directory_output(output)
     output = Path(output)
     if not to_directory:
-        _check_mp4_target(output, "--output")
+        _check_target(output, "--output")
     extra_outputs = {"depth": save_depth, "side": save_side_by_side}
     extra_paths = {role: Path(path) for role, path in extra_outputs.items() if path is not None}
     for role, path in extra_paths.items():
-        _check_mp4_target(path, "--save-depth" if role == "depth" else "--save-side-by-side")
+        _check_target(path, "--save-depth" if role == "depth" else "--save-side-by-side")
     if animator is None:
         animator = Animator.from_checkpoint(checkpoint, depth_weights, device, inference)
-    initial = _frame_at(info, best_frame) if best_frame is not None else None
+    initial = reference_image
+    if initial is None and best_frame is not None:
+        initial = _frame_at(info, best_frame, "--reference" if reference is not None else "--best-frame")
     batch_size = default_batch_size(animator.device) if batch_size is None else batch_size
 
     with contextlib.ExitStack() as stack:
@@ -420,3 +476,38 @@ def animate_files(
     return AnimateReport(
         count, output, extra_paths.get("depth"), time.perf_counter() - started, extra_paths.get("side")
     )
+
+
+def _animate_still(
+    source_image: np.ndarray,
+    driving_image: np.ndarray,
+    reference_image: np.ndarray | None,
+    outputs: dict[str, Path],
+    side_by_side_output: bool,
+    adapt_scale: bool,
+    render_depth: Callable[[np.ndarray], np.ndarray],
+    animator: Animator,
+    started: float,
+    overwrite: bool,
+) -> AnimateReport:
+    """One driving image, one output image: absolute motion, or relative to ``reference_image``."""
+    flags = {"main": "--output", "depth": "--save-depth", "side": "--save-side-by-side"}
+    for role, path in outputs.items():
+        if not (role == "main" and _is_directory_output(path)):
+            _check_target(path, flags[role], ".png")
+    relative = reference_image is not None
+    frame = next(
+        iter(animator.animate(source_image, [driving_image], relative=relative, adapt_scale=adapt_scale,
+                              initial_frame=reference_image))
+    )  # fmt: skip
+    depth = render_depth(frame.driving_depth)
+    panels = side_by_side(resize_frame(source_image, animator.size), frame, lambda _: depth)
+    pictures = {"main": panels if side_by_side_output else frame.prediction, "depth": depth, "side": panels}
+    main = outputs["main"]
+    if _is_directory_output(main):
+        with PngDirectoryWriter(main, overwrite) as writer:
+            writer.write(pictures["main"])
+    for role, path in outputs.items():
+        if not (role == "main" and _is_directory_output(path)):
+            write_png(path, pictures[role])
+    return AnimateReport(1, main, outputs.get("depth"), time.perf_counter() - started, outputs.get("side"))
