@@ -76,6 +76,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = _finite_float(text)
     if value <= 0:
@@ -166,6 +173,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         inference=inference,
         overwrite=args.overwrite,
         depth_style=args.depth_style,
+        smooth=args.smooth,
     )
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
@@ -555,6 +563,14 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "--find-best-frame",
         action="store_true",
         help="start from the driving frame whose face pose is closest to the source's (needs 'dagan[face]')",
+    )
+    p.add_argument(
+        "--smooth",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="S",
+        help="steady the driving motion: a One-Euro filter on the keypoints with a time constant of S frames "
+        "for a still head (default 0: off, as the published results; docs/smoothing.md measures S)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
     p.add_argument(

@@ -165,3 +165,40 @@ def test_reference_is_a_driving_frame_or_an_image(tiny_animator, tiny_files, cli
         _cli(tiny_files, "--driving", frames, "--reference", tmp_path / "no.png", "--output", tmp_path / "x.mp4") == 2
     )
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_the_keypoint_smoother_steadies_a_track_and_follows_its_motion():
+    from dagan.motion import KeypointSmoother
+
+    rng = np.random.default_rng(0)
+    t = np.arange(200)[:, None, None]
+    motion = 0.3 * np.sin(2 * np.pi * t / 100)  # a slow head turn, 4 s at 25 fps
+    track = torch.tensor(motion + 0.01 * rng.standard_normal((200, 5, 2)), dtype=torch.float32)
+    jacobians = torch.eye(2).repeat(200, 5, 1, 1) + 0.01 * torch.randn(200, 5, 2, 2)
+    keypoints = Keypoints(track, jacobians)
+
+    def jitter(values: torch.Tensor) -> float:
+        return float((values[2:] - 2 * values[1:-1] + values[:-2]).norm(dim=-1).mean())
+
+    assert KeypointSmoother(0)(keypoints) is keypoints  # S = 0: today's motion, untouched
+    jitters = [jitter(KeypointSmoother(s)(keypoints).value) for s in (0, 1, 2, 4, 8)]
+    assert all(a > b for a, b in zip(jitters, jitters[1:], strict=False))
+    assert jitters[2] < 0.5 * jitters[0]
+    smoothed = KeypointSmoother(2)(keypoints)
+    assert float((smoothed.value - torch.tensor(motion, dtype=torch.float32)).abs().mean()) < 0.02  # follows
+    # Causal and stateful: fed in batches, the same track as in one go.
+    smoother = KeypointSmoother(2)
+    parts = [smoother(Keypoints(track[i : i + 7], jacobians[i : i + 7])) for i in range(0, 200, 7)]
+    assert torch.allclose(torch.cat([p.value for p in parts]), smoothed.value)
+    assert torch.allclose(torch.cat([p.jacobian for p in parts]), smoothed.jacobian)
+    with pytest.raises(ValueError):
+        KeypointSmoother(-1)
+
+
+def test_smooth_zero_gives_todays_frames_and_smoothing_is_batch_independent(tiny_animator, tiny_files, clip_frames):
+    source = read_image(tiny_files["source"])
+    today = _run(tiny_animator, source, clip_frames, batch_size=2)
+    assert np.array_equal(_run(tiny_animator, source, clip_frames, batch_size=2, smooth=0.0), today)
+    steady = _run(tiny_animator, source, clip_frames, batch_size=1, smooth=3.0)
+    assert np.abs(steady - today).max() > 1e-4  # the motion is filtered
+    assert np.abs(_run(tiny_animator, source, clip_frames, batch_size=4, smooth=3.0) - steady).max() < 1e-4

@@ -677,6 +677,16 @@ def _depth_style_unknown(w: Path, s: Shared) -> Spec:
     return Spec(animate_argv(s, w, {"--depth-style": "sepia"}), names=("sepia",))
 
 
+@case("animate-smooth-is-negative")
+def _smooth_negative(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--smooth": -2}), names=("-2",))
+
+
+@case("animate-smooth-is-nan")
+def _smooth_nan(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--smooth": "nan"}), names=("nan",))
+
+
 @case("animate-driving-is-a-fifo")
 def _driving_fifo(w: Path, s: Shared) -> Spec:
     os.mkfifo(w / "pipe.mp4")

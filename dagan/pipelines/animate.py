@@ -29,7 +29,7 @@ from dagan.io.colormap import VideoDisparityColours
 from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, write_png
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
-from dagan.motion import movement_scale, transfer_motion
+from dagan.motion import KeypointSmoother, movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
 from dagan.nn.fuse import fuse_for_inference
 from dagan.pipelines.distributed import select_device
@@ -196,12 +196,15 @@ class Animator:
         adapt_scale: bool = True,
         batch_size: int | None = None,
         initial_frame: np.ndarray | None = None,
+        smooth: float = 0.0,
+        fps: float = 25.0,
     ) -> Iterator[AnimatedFrame]:
         """Yield animated frames in driving order.
 
         Motion is taken relative to ``initial_frame`` (default: the first driving frame), which
         is how the original's ``--best_frame`` works: the frames before it are animated from it
-        backwards and the frames after it forwards, giving the same result.
+        backwards and the frames after it forwards, giving the same result. ``smooth`` S > 0
+        filters the driving keypoints over time (``KeypointSmoother``, time constant S frames at ``fps``).
         """
         batch_size = default_batch_size(self.device) if batch_size is None else batch_size
         if batch_size < 1:
@@ -218,19 +221,21 @@ class Animator:
             initial = resize_frame(initial_frame, self.size)
         _, kp_initial = self.depth_and_keypoints(self._to_tensor([initial]))
         scale = movement_scale(source.keypoints, kp_initial) if relative and adapt_scale else 1.0
+        smoother = KeypointSmoother(smooth, fps)
 
         def animate_batch(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
             # Runs on worker threads: inference mode and autocast are per thread.
             with torch.inference_mode():
                 images = self._to_tensor(batch)
                 depth, kp_driving = self.depth_and_keypoints(images)
-                kp = transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale)
+                kp = transfer_motion(source.keypoints, smoother(kp_driving), kp_initial, relative, scale)
                 predictions = self._generate(source, kp, depth)
                 depths = depth[:, 0].float().cpu().numpy()
             return list(zip(predictions, batch, depths, strict=True))
 
         batches = iter(lambda: list(itertools.islice(frames, batch_size)), [])
-        workers, threads = self.cpu_workers(), torch.get_num_threads()
+        # The filter carries state from frame to frame: its batches must run one after another.
+        workers, threads = (1 if smooth > 0 else self.cpu_workers()), torch.get_num_threads()
         share = max(1, threads // workers)
         try:
             index = 0
@@ -345,6 +350,7 @@ def animate_files(
     inference: InferenceConfig | None = None,
     overwrite: bool = False,
     depth_style: str = "colour",
+    smooth: float = 0.0,
 ) -> AnimateReport:
     """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out.
 
@@ -352,9 +358,10 @@ def animate_files(
     ``depth_style`` draws the depth video and panel (``DEPTH_STYLES``). ``reference`` is the neutral
     face relative motion is measured from: driving frame N (as ``best_frame``) or an image. A still
     image as ``driving`` gives one image (``result.png`` by default): absolute motion, or relative
-    to ``reference`` when one is given.
+    to ``reference`` when one is given. ``smooth`` filters the driving motion (``KeypointSmoother``).
     """
     started = time.perf_counter()
+    KeypointSmoother(smooth)  # refuses a bad strength before any work
     reference = parse_reference(reference)
     still = is_still_image(driving)
     if output is None:
@@ -463,6 +470,8 @@ def animate_files(
                     adapt_scale=adapt_scale,
                     batch_size=batch_size,
                     initial_frame=initial,
+                    smooth=smooth,
+                    fps=float(info.fps),
                 )
             )
         )
