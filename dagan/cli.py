@@ -154,7 +154,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
         precision=args.precision, compile=args.compile, backend=args.backend, cpu_workers=args.cpu_workers
     )
     report = animate_files(
-        args.source,
+        args.source[0] if len(args.source) == 1 else args.source,
         args.driving,
         checkpoint,
         depth_weights,
@@ -511,7 +511,14 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "linked from https://github.com/harlanhong/CVPR2022-DaGAN, or train your own with "
         "'dagan train-depth' and 'dagan train'.",
     )
-    p.add_argument("--source", required=True, metavar="IMAGE", help="source portrait (PNG/JPEG, any size)")
+    p.add_argument(
+        "--source",
+        required=True,
+        nargs="+",
+        metavar="IMAGE",
+        help="source portrait (PNG/JPEG, any size); several images or a folder give one output each, named "
+        "after its source, in the --output folder (the driving video is read and its motion computed once)",
+    )
     p.add_argument(
         "--driving",
         required=True,
@@ -877,7 +884,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     # No option of dagan's takes an empty value: an unset shell variable must not mean "here".
     for name, value in vars(args).items():
-        if isinstance(value, str) and not value.strip():
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(item, str) and not item.strip() for item in values):
             flag = name if name in ("input", "output") and args.command == "convert" else f"--{name.replace('_', '-')}"
             parser.error(f"{args.command}: {flag} must not be empty")
     if getattr(args, "max_pixels", None) is not None:

@@ -202,3 +202,39 @@ def test_smooth_zero_gives_todays_frames_and_smoothing_is_batch_independent(tiny
     steady = _run(tiny_animator, source, clip_frames, batch_size=1, smooth=3.0)
     assert np.abs(steady - today).max() > 1e-4  # the motion is filtered
     assert np.abs(_run(tiny_animator, source, clip_frames, batch_size=4, smooth=3.0) - steady).max() < 1e-4
+
+
+def test_several_sources_share_one_pass_over_the_driving_video(tiny_files, tmp_path, monkeypatch):
+    from dagan.pipelines import animate as animate_module
+
+    portraits = tmp_path / "portraits"
+    portraits.mkdir()
+    rng = np.random.default_rng(5)
+    for name in ("ann", "bob", "cyd"):
+        write_png(portraits / f"{name}.png", rng.random((72, 60, 3)).astype(np.float32))
+    driving_frames = len(read_video_frames(tiny_files["driving"])[0])
+    seen = []
+    real = animate_module.Animator.depth_and_keypoints
+
+    def counting(self, images):
+        seen.append(images.shape[0])
+        return real(self, images)
+
+    monkeypatch.setattr(animate_module.Animator, "depth_and_keypoints", counting)
+    out = tmp_path / "together"
+    # The last --source given is the one argparse keeps: the folder.
+    assert _cli(tiny_files, "--driving", tiny_files["driving"], "--output", f"{out}/", "--batch-size", 2,
+                "--source", portraits) == 0  # fmt: skip
+    # Each driving frame once, the initial frame once, and each source once: not three passes.
+    assert sum(seen) == driving_frames + 1 + 3
+    for name in ("ann", "bob", "cyd"):
+        alone = tmp_path / f"{name}.mp4"
+        argv = ["--driving", tiny_files["driving"], "--batch-size", 2, "--output", alone]
+        assert _cli(tiny_files, *argv, "--source", portraits / f"{name}.png") == 0
+        together = np.stack(read_video_frames(out / f"{name}.mp4")[0])
+        assert together.shape[0] == driving_frames
+        assert np.array_equal(together, np.stack(read_video_frames(alone)[0]))
+    # Several files work as a folder does, and an output that is not a folder is refused.
+    files = [portraits / "ann.png", portraits / "bob.png"]
+    assert _cli(tiny_files, "--driving", tiny_files["driving"], "--output", tmp_path / "x.mp4", "--source", *files) == 2
+    assert not (tmp_path / "x.mp4").exists()

@@ -687,6 +687,28 @@ def _smooth_nan(w: Path, s: Shared) -> Spec:
     return Spec(animate_argv(s, w, {"--smooth": "nan"}), names=("nan",))
 
 
+@case("animate-several-sources-into-one-file")
+def _sources_into_a_file(w: Path, s: Shared) -> Spec:
+    folder = w / "portraits"
+    place(s.source, folder / "ann.png")
+    place(s.source, folder / "bob.png")
+    return Spec(animate_argv(s, w, {"--source": folder}), names=("good.mp4",))
+
+
+@case("animate-two-sources-with-the-same-name")
+def _sources_same_stem(w: Path, s: Shared) -> Spec:
+    a, b = place(s.source, w / "a" / "face.png"), place(s.source, w / "b" / "face.png")
+    argv = animate_argv(s, w, {"--output": f"{w / 'out'}/"})
+    at = argv.index("--source")
+    return Spec([*argv[:at], "--source", str(a), str(b), *argv[at + 2 :]], names=("face",))
+
+
+@case("animate-source-folder-holds-no-images")
+def _sources_empty_folder(w: Path, s: Shared) -> Spec:
+    (w / "empty").mkdir()
+    return Spec(animate_argv(s, w, {"--source": w / "empty", "--output": f"{w / 'out'}/"}), names=("empty",))
+
+
 @case("animate-driving-is-a-fifo")
 def _driving_fifo(w: Path, s: Shared) -> Spec:
     os.mkfifo(w / "pipe.mp4")

@@ -14,7 +14,7 @@ import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +24,9 @@ from tqdm import tqdm
 
 from dagan.config import DEPTH_STYLES, DataConfig, InferenceConfig
 from dagan.errors import DaganError
-from dagan.io.atomic import check_frame_folder, check_outputs
+from dagan.io.atomic import check_frame_folder, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.colormap import VideoDisparityColours
-from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, write_png
+from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, resize_frame, write_png
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
 from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import KeypointSmoother, movement_scale, transfer_motion
@@ -206,10 +206,35 @@ class Animator:
         backwards and the frames after it forwards, giving the same result. ``smooth`` S > 0
         filters the driving keypoints over time (``KeypointSmoother``, time constant S frames at ``fps``).
         """
+        options = {"relative": relative, "adapt_scale": adapt_scale, "batch_size": batch_size}
+        options.update(initial_frame=initial_frame, smooth=smooth, fps=fps)
+        with contextlib.closing(self.animate_many([source_image], driving, **options)) as frames:
+            for (frame,) in frames:
+                yield frame
+
+    @torch.inference_mode()
+    def animate_many(
+        self,
+        source_images: list[np.ndarray],
+        driving: Iterable[np.ndarray],
+        *,
+        relative: bool = True,
+        adapt_scale: bool = True,
+        batch_size: int | None = None,
+        initial_frame: np.ndarray | None = None,
+        smooth: float = 0.0,
+        fps: float = 25.0,
+    ) -> Iterator[list[AnimatedFrame]]:
+        """``animate`` for several sources at once: the driving depth and keypoints are computed once.
+
+        Yields, per driving frame, one ``AnimatedFrame`` per source, in the sources' order.
+        """
         batch_size = default_batch_size(self.device) if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        source = self.prepare_source(source_image)
+        if not source_images:
+            raise ValueError("animate_many needs at least one source")
+        sources = [self.prepare_source(image) for image in source_images]
         frames = (resize_frame(frame, self.size) for frame in driving)
         if initial_frame is None:
             first = next(frames, None)
@@ -220,18 +245,23 @@ class Animator:
         else:
             initial = resize_frame(initial_frame, self.size)
         _, kp_initial = self.depth_and_keypoints(self._to_tensor([initial]))
-        scale = movement_scale(source.keypoints, kp_initial) if relative and adapt_scale else 1.0
+        scales = [movement_scale(s.keypoints, kp_initial) if relative and adapt_scale else 1.0 for s in sources]
         smoother = KeypointSmoother(smooth, fps)
 
-        def animate_batch(batch: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def animate_batch(batch: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
             # Runs on worker threads: inference mode and autocast are per thread.
             with torch.inference_mode():
                 images = self._to_tensor(batch)
                 depth, kp_driving = self.depth_and_keypoints(images)
-                kp = transfer_motion(source.keypoints, smoother(kp_driving), kp_initial, relative, scale)
-                predictions = self._generate(source, kp, depth)
+                kp_driving = smoother(kp_driving)
+                predictions = [
+                    self._generate(
+                        source, transfer_motion(source.keypoints, kp_driving, kp_initial, relative, scale), depth
+                    )
+                    for source, scale in zip(sources, scales, strict=True)
+                ]
                 depths = depth[:, 0].float().cpu().numpy()
-            return list(zip(predictions, batch, depths, strict=True))
+            return predictions, batch, depths
 
         batches = iter(lambda: list(itertools.islice(frames, batch_size)), [])
         # The filter carries state from frame to frame: its batches must run one after another.
@@ -240,9 +270,11 @@ class Animator:
         try:
             index = 0
             # Each worker thread takes its share of the cores; the caller's threads are left alone.
-            for results in ordered_map(animate_batch, batches, workers, lambda: torch.set_num_threads(share)):
-                for prediction, frame, depth in results:
-                    yield AnimatedFrame(index, prediction, frame, depth)
+            for predictions, batch, depths in ordered_map(
+                animate_batch, batches, workers, lambda: torch.set_num_threads(share)
+            ):
+                for offset, (frame, depth) in enumerate(zip(batch, depths, strict=True)):
+                    yield [AnimatedFrame(index, per_source[offset], frame, depth) for per_source in predictions]
                     index += 1
         finally:
             if workers > 1:
@@ -321,6 +353,33 @@ def is_still_image(path: str | Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
 
+def source_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    """``--source``: one image, several, or a folder of them (its images in name order)."""
+    if isinstance(source, str | Path):
+        path = Path(source)
+        if not path.is_dir():
+            return [path]
+        files = list_frame_files(path)
+        if not files:
+            raise DaganError(f"--source folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return files
+    paths = [Path(item) for item in source]
+    if not paths:
+        raise DaganError("--source needs at least one image")
+    return [file for path in paths for file in source_paths(path)]
+
+
+def _outputs_per_source(sources: list[Path], output: str | Path, suffix: str) -> list[Path]:
+    """``OUTPUT/<source stem><suffix>`` for each source: the output of several sources is a folder."""
+    if not _is_directory_output(output):
+        raise DaganError(f"--output {output} must be a folder (ending in /) for several sources: one file per source")
+    stems = [path.stem for path in sources]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise DaganError(f"two sources are named {twice[0]}: their outputs would take the same name")
+    return [Path(output) / f"{stem}{suffix}" for stem in stems]
+
+
 def parse_reference(text: str | int | Path | None) -> int | Path | None:
     """``--reference``: a driving frame index (digits) or the path of an image."""
     if text is None or isinstance(text, int):
@@ -329,7 +388,7 @@ def parse_reference(text: str | int | Path | None) -> int | Path | None:
 
 
 def animate_files(
-    source: str | Path,
+    source: str | Path | Sequence[str | Path],
     driving: str | Path,
     checkpoint: str | Path,
     depth_weights: str | Path | None = None,
@@ -359,17 +418,29 @@ def animate_files(
     face relative motion is measured from: driving frame N (as ``best_frame``) or an image. A still
     image as ``driving`` gives one image (``result.png`` by default): absolute motion, or relative
     to ``reference`` when one is given. ``smooth`` filters the driving motion (``KeypointSmoother``).
+    Several sources (a list or a folder) give ``output/<source stem>.mp4`` each (default folder
+    ``result/``), with the driving depth and keypoints computed once for all of them.
     """
     started = time.perf_counter()
     KeypointSmoother(smooth)  # refuses a bad strength before any work
     reference = parse_reference(reference)
     still = is_still_image(driving)
+    source_files = source_paths(source)
+    many = len(source_files) > 1 or (isinstance(source, str | Path) and Path(source).is_dir())
     if output is None:
-        output = "result.png" if still else "result.mp4"
+        output = "result/" if many else "result.png" if still else "result.mp4"
+    per_source = _outputs_per_source(source_files, output, ".png" if still else ".mp4") if many else []
+    if many and (save_side_by_side is not None or find_best_frame):
+        raise DaganError("--save-side-by-side and --find-best-frame take one source (--side-by-side works for several)")
     check_outputs(
-        {"--output": output, "--save-depth": save_depth, "--save-side-by-side": save_side_by_side},
         {
-            "--source": source,
+            "--output": output,
+            **{f"--output ({path.name})": path for path in per_source},
+            "--save-depth": save_depth,
+            "--save-side-by-side": save_side_by_side,
+        },
+        {
+            "--source": source_files,
             "--driving": driving,
             "--checkpoint": checkpoint,
             "--depth-weights": depth_weights,
@@ -385,28 +456,36 @@ def animate_files(
         best_frame = reference
     if isinstance(reference, Path) and (best_frame is not None or find_best_frame):
         raise DaganError("--reference IMAGE and --best-frame / --find-best-frame both set the reference: give one")
-    if _is_directory_output(output):
+    if _is_directory_output(output) and not many:
         check_frame_folder(output, overwrite)
     render_depth = depth_renderer(depth_style)
     working_size = animator.size if animator else DataConfig.frame_shape[0]
-    source_image = read_image(source, working_size=working_size)
+    source_images = [read_image(path, working_size=working_size) for path in source_files]
+    source_image = source_images[0]
     reference_image = read_image(reference, working_size) if isinstance(reference, Path) else None
     if still:
         if find_best_frame or best_frame is not None:
             raise DaganError("--best-frame and --find-best-frame choose a frame of a driving video, not of an image")
-        outputs = {"main": output, "depth": save_depth, "side": save_side_by_side}
-        return _animate_still(
-            source_image,
-            read_image(driving, working_size),
-            reference_image,
-            {role: Path(path) for role, path in outputs.items() if path is not None},
-            side_by_side_output,
-            adapt_scale,
-            render_depth,
-            animator or Animator.from_checkpoint(checkpoint, depth_weights, device, inference),
-            started,
-            overwrite,
-        )
+        animator = animator or Animator.from_checkpoint(checkpoint, depth_weights, device, inference)
+        driving_image = read_image(driving, working_size)
+        mains = per_source or [Path(output)]
+        if many:
+            check_writable_directory(output)
+        for index, (image, main) in enumerate(zip(source_images, mains, strict=True)):
+            outputs = {"main": main, "depth": save_depth if index == 0 else None, "side": save_side_by_side}
+            report = _animate_still(
+                image,
+                driving_image,
+                reference_image,
+                {role: Path(path) for role, path in outputs.items() if path is not None},
+                side_by_side_output,
+                adapt_scale,
+                render_depth,
+                animator,
+                started,
+                overwrite,
+            )
+        return dataclasses.replace(report, output=Path(output), depth_output=Path(save_depth) if save_depth else None)
     info = probe_video(driving)
     if find_best_frame:
         from dagan.face import best_matching_frame
@@ -418,9 +497,9 @@ def animate_files(
     if best_frame is not None and (best_frame < 0 or (info.frame_count and best_frame >= info.frame_count)):
         flag = "--reference" if reference is not None else "--best-frame"
         raise DaganError(f"{flag} {best_frame} is outside the driving video's {info.frame_count} frames")
-    to_directory = _is_directory_output(output)
+    to_directory = _is_directory_output(output) and not many
     output = Path(output)
-    if not to_directory:
+    if not to_directory and not many:
         _check_target(output, "--output")
     extra_outputs = {"depth": save_depth, "side": save_side_by_side}
     extra_paths = {role: Path(path) for role, path in extra_outputs.items() if path is not None}
@@ -434,51 +513,52 @@ def animate_files(
     batch_size = default_batch_size(animator.device) if batch_size is None else batch_size
 
     with contextlib.ExitStack() as stack:
-        writers: list[tuple[str, object]] = []
-        source_view = resize_frame(source_image, animator.size)
+        # (role, source index, writer): one main output per source, the depth and panels once.
+        writers: list[tuple[str, int, object]] = []
+        source_views = [resize_frame(image, animator.size) for image in source_images]
 
         draws_depth = side_by_side_output or bool(extra_paths)
 
-        def write(frame: AnimatedFrame) -> None:
+        def write(frames: list[AnimatedFrame]) -> None:
             # Once a frame, for every writer: the colour range is the video's, fixed by its first frame.
-            depth = render_depth(frame.driving_depth) if draws_depth else None
-            for role, writer in writers:
+            depth = render_depth(frames[0].driving_depth) if draws_depth else None
+            for role, index, writer in writers:
                 if role == "depth":
                     writer.write(depth)
                 elif role == "side" or side_by_side_output:
-                    writer.write(side_by_side(source_view, frame, lambda _: depth))
+                    writer.write(side_by_side(source_views[index], frames[index], lambda _: depth))
                 else:
-                    writer.write(frame.prediction)
+                    writer.write(frames[index].prediction)
 
         # The stack unwinds last-in first-out: on failure the frames stop first, then the writer
-        # thread, and only then are the writers' temporary files discarded.
-        if to_directory:
-            writers.append(("main", stack.enter_context(PngDirectoryWriter(output, overwrite))))
+        # thread, and only then are the writers' temporary files discarded (and a new folder removed).
+        audio = info.path if info.has_audio else None
+        if many:
+            stack.enter_context(removed_if_failed_empty(output))
+            check_writable_directory(output)
+            for index, path in enumerate(per_source):
+                writers.append(("main", index, stack.enter_context(Mp4Writer(path, info.fps, audio))))
+        elif to_directory:
+            writers.append(("main", 0, stack.enter_context(PngDirectoryWriter(output, overwrite))))
         else:
-            audio = info.path if info.has_audio else None
-            writers.append(("main", stack.enter_context(Mp4Writer(output, info.fps, audio))))
+            writers.append(("main", 0, stack.enter_context(Mp4Writer(output, info.fps, audio))))
         for role, path in extra_paths.items():
-            writers.append((role, stack.enter_context(Mp4Writer(path, info.fps))))
+            writers.append((role, 0, stack.enter_context(Mp4Writer(path, info.fps))))
         sink = BackgroundConsumer(write)
         stack.push(lambda kind, *_: sink.cancel() if kind is not None else None)
-        frames = stack.enter_context(
-            contextlib.closing(
-                animator.animate(
-                    source_image,
-                    prefetch(iter_frames(info), 2 * batch_size),
-                    relative=relative,
-                    adapt_scale=adapt_scale,
-                    batch_size=batch_size,
-                    initial_frame=initial,
-                    smooth=smooth,
-                    fps=float(info.fps),
-                )
-            )
-        )
+        motion = {"relative": relative, "adapt_scale": adapt_scale, "batch_size": batch_size}
+        motion.update(initial_frame=initial, smooth=smooth, fps=float(info.fps))
+        driving_frames = prefetch(iter_frames(info), 2 * batch_size)
+        if many:  # the driving depth and keypoints are computed once for every source
+            stream = animator.animate_many(source_images, driving_frames, **motion)
+        else:
+            stream = animator.animate(source_image, driving_frames, **motion)
+        # Closed on failure too, so its worker threads stop at once.
+        stream = stack.enter_context(contextlib.closing(stream))
         count = 0
         with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc="animate") as bar:
-            for frame in frames:
-                sink.put(frame)
+            for frame in stream:
+                sink.put(frame if many else [frame])
                 count += 1
                 bar.update(1)
         sink.close()
