@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import av
 import numpy as np
@@ -144,7 +145,20 @@ def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
     return np.concatenate(chunks).astype(np.int16) if chunks else np.zeros(0, dtype=np.int16)
 
 
-class Mp4Writer:
+class _FinishedOnSuccess:
+    """A writer (with ``close``: finish and move into place, ``abort``: discard) as a context manager."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:
+        if kind is None:
+            self.close()  # type: ignore[attr-defined]
+        else:
+            self.abort()  # type: ignore[attr-defined]
+
+
+class Mp4Writer(_FinishedOnSuccess):
     """H.264 MP4 writer that copies (or, if it must, re-encodes) the audio of another file.
 
     It owns its atomic output: frames go to a temporary file beside ``path``, which ``close``
@@ -193,15 +207,6 @@ class Mp4Writer:
             self._audio_out = self._container.add_stream_from_template(self._audio_in)
         else:
             self._audio_out = self._container.add_stream("aac", rate=self._audio_in.codec_context.sample_rate)
-
-    def __enter__(self) -> Mp4Writer:
-        return self
-
-    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one frame (or uint8 pixel values as they are)."""
@@ -270,7 +275,7 @@ class Mp4Writer:
         self._file.discard()
 
 
-class PngDirectoryWriter:
+class PngDirectoryWriter(_FinishedOnSuccess):
     """Writes lossless frames ``000000.png``, ``000001.png``, ... into a directory.
 
     The directory must be new or empty, or hold only an earlier run's frames and ``overwrite``
@@ -284,15 +289,6 @@ class PngDirectoryWriter:
         remove_stale_temporaries(self.directory)
         self._staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.directory))
         self.count = 0
-
-    def __enter__(self) -> PngDirectoryWriter:
-        return self
-
-    def __exit__(self, kind: type | None, error: BaseException | None, trace: object) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
 
     def write(self, frame: np.ndarray) -> None:
         """Write the next frame."""

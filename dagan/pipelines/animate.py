@@ -422,7 +422,10 @@ def animate_files(
     ``result/``), with the driving depth and keypoints computed once for all of them.
     """
     started = time.perf_counter()
-    KeypointSmoother(smooth)  # refuses a bad strength before any work
+    try:
+        KeypointSmoother(smooth)  # a bad strength is refused before any work
+    except ValueError as exc:
+        raise DaganError(str(exc)) from None
     reference = parse_reference(reference)
     still = is_still_image(driving)
     source_files = source_paths(source)
