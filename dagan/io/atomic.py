@@ -5,7 +5,7 @@
 - ``check_outputs`` refuses, before any work, an output that would overwrite an input of the same
   run (the same path, the same file through a link, or a frame folder holding the input), two
   outputs that name the same file, and an empty path.
-- A frame-folder output (``frame_folder_state``) must be new, empty, or hold only the frames an
+- A frame-folder output (``check_frame_folder``) must be new, empty, or hold only the frames an
   earlier dagan run recorded in its manifest, and then only with ``--overwrite``: dagan never
   deletes or replaces a file it did not write.
 - Temporary names stay within the file system's name limit, and stale temporaries of dagan's own
@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 
 #: The part of every temporary name that marks it as dagan's: ``.NAME.XXXXXXXX.partial.SUFFIX``.
 PARTIAL = ".partial"
@@ -175,8 +175,9 @@ def describe_write_failure(path: str | Path, exc: BaseException) -> str:
         full = shutil.disk_usage(directory).free < 1 << 20
     except OSError:
         full = False
-    reason = "no space left on the device" if full else str(exc).strip().splitlines()[0][:160] if str(exc) else ""
-    return f"cannot write {path} ({reason or type(exc).__name__})"
+    if full:
+        return f"cannot write {path} (no space left on the device)"
+    return f"cannot write {path} ({first_line(exc, 160)})"
 
 
 def check_writable_directory(directory: str | Path) -> Path:

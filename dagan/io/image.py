@@ -23,7 +23,7 @@ def list_frame_files(directory: Path) -> list[Path]:
     )
 
 
-def to_float_rgb(array: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+def to_float_rgb(array: np.ndarray) -> np.ndarray:
     """Any gray/RGB/RGBA array (uint8, uint16 or float) as a frame: (H, W, 3) float32 RGB in [0, 1]."""
     if array.ndim == 3 and array.shape[2] in (2, 4):  # drop alpha
         array = array[..., :-1]
@@ -36,16 +36,16 @@ def to_float_rgb(array: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     if array.dtype.kind == "u" and array.dtype.itemsize == 2:  # any byte order
         array = array.astype(np.uint16)
     if array.dtype == np.uint8:
-        return array.astype(dtype) / dtype(255.0)
+        return array.astype(np.float32) / np.float32(255.0)
     if array.dtype == np.uint16:
-        return array.astype(dtype) / dtype(65535.0)
+        return array.astype(np.float32) / np.float32(65535.0)
     if array.dtype in (np.int32, np.int64):  # PIL's 16-bit grayscale mode "I"
-        return np.clip(array, 0, 65535).astype(dtype) / dtype(65535.0)
+        return np.clip(array, 0, 65535).astype(np.float32) / np.float32(65535.0)
     if array.dtype == bool:
-        return array.astype(dtype)
+        return array.astype(np.float32)
     if not np.isfinite(array).all():
         raise ValueError("it holds NaN or infinite values")
-    return np.clip(array.astype(dtype), 0.0, 1.0)
+    return np.clip(array.astype(np.float32), 0.0, 1.0)
 
 
 _max_pixels = DEFAULT_MAX_PIXELS
