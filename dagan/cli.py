@@ -898,8 +898,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dagan`` console script."""
     args = _parse(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:  # a caller of main() (a test, a notebook) gets its own handler back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command; every failure of the user's input or environment becomes one line."""
     try:
         return args.handler(args)
     except DaganError as exc:
