@@ -888,10 +888,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         if any(isinstance(item, str) and not item.strip() for item in values):
             flag = name if name in ("input", "output") and args.command == "convert" else f"--{name.replace('_', '-')}"
             parser.error(f"{args.command}: {flag} must not be empty")
-    if getattr(args, "max_pixels", None) is not None:
-        from dagan.io.image import set_max_pixels
+    from dagan.config import DEFAULT_MAX_PIXELS
+    from dagan.io.image import set_max_pixels
 
-        set_max_pixels(args.max_pixels)
+    # Set on every call, so one run's --max-pixels never carries over to the next main() in a process.
+    set_max_pixels(getattr(args, "max_pixels", None) or DEFAULT_MAX_PIXELS)
     return args
 
 

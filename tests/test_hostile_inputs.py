@@ -709,6 +709,16 @@ def _sources_empty_folder(w: Path, s: Shared) -> Spec:
     return Spec(animate_argv(s, w, {"--source": w / "empty", "--output": f"{w / 'out'}/"}), names=("empty",))
 
 
+@case("animate-max-pixels-is-zero")
+def _max_pixels_zero(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--max-pixels": 0}), names=("--max-pixels",))
+
+
+@case("animate-max-pixels-below-the-source")
+def _max_pixels_below_source(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--max-pixels": 100}), names=("source.png",), must_say_any=("limit",))
+
+
 @case("animate-driving-is-a-fifo")
 def _driving_fifo(w: Path, s: Shared) -> Spec:
     os.mkfifo(w / "pipe.mp4")
