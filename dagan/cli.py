@@ -460,6 +460,98 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_train_depth)
 
 
+def _fraction(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text!r}")
+    return value
+
+
+def _crop_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The ``CropConfig`` fields that ``dagan crop`` and ``animate --crop`` share."""
+    return {"detect_every": args.detect_every, "detect_size": args.detect_size}
+
+
+def _add_crop_detection_flags(p: argparse.ArgumentParser) -> None:
+    from dagan.config import CropConfig
+
+    p.add_argument(
+        "--detect-every",
+        type=_positive_int,
+        default=None,
+        metavar="K",
+        help=f"detect faces on every K-th frame and at scene cuts, interpolating in between "
+        f"(default {CropConfig.detect_every}; 1 detects on every frame)",
+    )
+    p.add_argument(
+        "--detect-size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help=f"shrink frames to this long side for face detection (default {CropConfig.detect_size}; "
+        f"faces of about 80 pixels and more at that size are found; photos use {2.5:g}x)",
+    )
+
+
+def _cmd_crop(args: argparse.Namespace) -> int:
+    from dagan.pipelines.crop import crop_config, crop_files
+
+    config = crop_config(
+        size=args.size,
+        increase=args.increase,
+        iou=args.iou,
+        min_frames=args.min_frames,
+        format=args.format,
+        **_crop_flags(args),
+    )
+    report = crop_files(args.input, args.out, config, quiet=args.quiet)
+    print(f"{report.summary()}; see {report.tracks} and {report.preview}")
+    return 0
+
+
+def _add_crop(sub: argparse._SubParsersAction) -> None:
+    from dagan.config import CropConfig
+
+    p = sub.add_parser(
+        "crop",
+        help="cut real footage into talking-head crops (one fixed box per clip, VoxCeleb framing)",
+        description="Find and follow every face of a video, an image or a folder of them, and cut it into "
+        "square clips framed as the VoxCeleb crops the published checkpoints were trained on: a new clip at "
+        "each scene cut, when the face is lost or leaves its clip's box. Writes OUT/<stem>_<index>.mp4 (with "
+        "the clip's audio) or frame folders, OUT/<stem>_<face>.png for images, OUT/tracks.csv and OUT/preview.jpg.",
+    )
+    p.add_argument("--input", required=True, metavar="VIDEO|IMAGE|DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
+    p.add_argument("--size", type=_even_size, default=CropConfig.size, help="side of the crops in pixels")
+    p.add_argument(
+        "--increase",
+        type=_non_negative_float,
+        default=CropConfig.increase,
+        metavar="X",
+        help="margin added on each side of the VoxCeleb framing, as a fraction of the box (default 0)",
+    )
+    p.add_argument(
+        "--iou",
+        type=_fraction,
+        default=CropConfig.iou,
+        help="a clip ends when its face's box overlaps the clip's first box by less than this",
+    )
+    p.add_argument(
+        "--min-frames",
+        type=_positive_int,
+        default=CropConfig.min_frames,
+        metavar="N",
+        help="skip clips shorter than N frames",
+    )
+    p.add_argument(
+        "--format", choices=("mp4", "png"), default=CropConfig.format, help="clips as videos or frame folders"
+    )
+    _add_crop_detection_flags(p)
+    p.add_argument("--quiet", action="store_true")
+    _add_max_pixels(p)
+    p.set_defaults(handler=_cmd_crop)
+
+
 def _cmd_depth(args: argparse.Namespace) -> int:
     from dagan.pipelines.depth import depth_files
 
@@ -844,6 +936,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_train_depth,
     _add_depth,
+    _add_crop,
     _add_export_onnx,
     _add_generate,
     _add_evaluate,

@@ -230,6 +230,41 @@ class InferenceConfig:
     cpu_workers: int = 0
 
 
+CropFormat = Literal["mp4", "png"]
+
+
+@dataclass
+class CropConfig:
+    """How ``dagan crop`` (and ``animate --crop``) finds, follows and frames faces in real footage.
+
+    The framing reproduces the VoxCeleb crops the published checkpoints were trained on, as measured
+    on the sample driving video (``../shared/data/driving.mp4``, 184 frames of a 256-pixel crop):
+    dlib's face box is 0.49 of the crop's side (125.6 of 256 pixels, std 6), and the box centre sits
+    0.02 box sides right of and 0.11 box sides below the crop centre. See ``docs/crop.md``.
+    """
+
+    size: int = 256
+    #: A margin added on each side, as a fraction of the framed box's side (first-order-model's ``--increase``).
+    increase: float = 0.0
+    #: A face belongs to a clip while its box overlaps the clip's first box by at least this IoU.
+    iou: float = 0.25
+    min_frames: int = 10
+    format: CropFormat = "mp4"
+    #: Faces are detected on every k-th frame (and at scene cuts), and interpolated in between.
+    detect_every: int = 5
+    #: Frames are shrunk to this long side for detection; dlib's HOG finds faces of ~80 pixels and up there.
+    detect_size: int = 640
+    face_fraction: float = 0.49
+    face_offset_x: float = 0.02
+    face_offset_y: float = 0.11
+    #: Mean absolute change of a 64-pixel thumbnail (RGB in [0, 1]) between frames that counts as a cut.
+    scene_cut: float = 0.12
+    #: A face missed by this many detections in a row is lost: its clip ends at its last detection.
+    lost_after: int = 2
+    #: Faces narrower than this (input pixels) are too small to animate: warned about and skipped.
+    min_face: int = 64
+
+
 @dataclass
 class Config:
     """The whole project configuration."""

@@ -9,3 +9,10 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message (or its type name), for one-line error reports."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:limit]
+
+
+def warn(message: str) -> None:
+    """Tell the user about something skipped or doubtful, on one line of standard error; the run goes on."""
+    import sys
+
+    print(f"dagan: warning: {message}", file=sys.stderr)

@@ -54,16 +54,22 @@ def _dlib():
 
 
 @cache
-def _models(detector: Detector):
-    dlib, folder = _dlib(), _model_folder()
-    find = (
-        dlib.get_frontal_face_detector()
-        if detector == "hog"
-        else dlib.cnn_face_detection_model_v1(str(folder / "mmod_human_face_detector.dat"))
-    )
-    shape = dlib.shape_predictor(str(folder / "shape_predictor_68_face_landmarks.dat"))
-    identity = dlib.face_recognition_model_v1(str(folder / "dlib_face_recognition_resnet_model_v1.dat"))
-    return find, shape, identity
+def _detector(detector: Detector):
+    dlib = _dlib()
+    if detector == "hog":
+        return dlib.get_frontal_face_detector()
+    return dlib.cnn_face_detection_model_v1(str(_model_folder() / "mmod_human_face_detector.dat"))
+
+
+@cache
+def _shape_predictor():
+    return _dlib().shape_predictor(str(_model_folder() / "shape_predictor_68_face_landmarks.dat"))
+
+
+@cache
+def _identity_model():
+    # Loaded only when an embedding is asked for: it takes longer to load than the other two together.
+    return _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
 @dataclass
@@ -85,7 +91,23 @@ class FaceAnalyzer:
     def __init__(self, detector: Detector = "hog", upsample: int = 0):
         self.detector = detector
         self.upsample = upsample
-        self._find, self._shape, self._identity = _models(detector)
+        self._find = _detector(detector)
+        self._shape = _shape_predictor()
+
+    def find_boxes(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Every face box (left, top, right, bottom) of an RGB image, largest first."""
+        pixels = np.ascontiguousarray(image if image.dtype == np.uint8 else to_uint8(image))[..., :3]
+        found = self._find(pixels, self.upsample)
+        rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
+        rects.sort(key=lambda r: -r.width() * r.height())
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+
+    def landmarks(self, image: np.ndarray, box: Iterable[float]) -> np.ndarray:
+        """The 68 landmarks (x, y pixels) of the face in ``box`` (left, top, right, bottom) of an RGB image."""
+        pixels = np.ascontiguousarray(image if image.dtype == np.uint8 else to_uint8(image))[..., :3]
+        left, top, right, bottom = (int(round(v)) for v in box)
+        shape = self._shape(pixels, _dlib().rectangle(left, top, right, bottom))
+        return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
     def analyze(self, image: np.ndarray) -> Face | None:
         """The largest face of an RGB image ([0, 1] float or uint8), or None when none is found."""
@@ -97,7 +119,7 @@ class FaceAnalyzer:
         rect = max(rects, key=lambda r: r.width() * r.height())
         shape = self._shape(pixels, rect)
         landmarks = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-        embedding = np.array(self._identity.compute_face_descriptor(pixels, shape), dtype=np.float64)
+        embedding = np.array(_identity_model().compute_face_descriptor(pixels, shape), dtype=np.float64)
         return Face((rect.left(), rect.top(), rect.right(), rect.bottom()), landmarks, embedding)
 
 
@@ -150,3 +172,45 @@ def best_matching_frame(source: np.ndarray, frames: Iterable[np.ndarray], analyz
     if best is None:
         raise DaganError("--find-best-frame: no face found in any driving frame")
     return best
+
+
+#: How far above the brows the head mask reaches, as a fraction of the brow-to-chin height: the
+#: forehead and the hair above it (a reflection of the jaw across the brow line at 1.0).
+HAIR_HEIGHT = 0.8
+#: The face-and-hair outline is grown by this fraction of the face size before it is feathered.
+MASK_GROWTH = 0.08
+
+
+def head_mask(landmarks: np.ndarray, side: int, feather: float) -> np.ndarray:
+    """A soft mask (side, side) float32 in [0, 1] of the face and hair of ``landmarks`` (68, 2) in a square crop.
+
+    The outline is the jaw line and the jaw reflected above the brows (``HAIR_HEIGHT``), grown by
+    ``MASK_GROWTH`` and ``2 * feather`` face sizes so that the feather never eats into the face, then
+    blurred with a Gaussian of ``feather`` face sizes. It falls to zero before the crop's edges, so
+    a pasted crop has no box edge anywhere.
+    """
+    from PIL import Image, ImageDraw
+    from scipy.ndimage import gaussian_filter
+    from scipy.spatial import ConvexHull
+
+    jaw, chin, brows = landmarks[0:17], landmarks[8], landmarks[17:27].mean(axis=0)
+    height = float(np.linalg.norm(brows - chin))
+    up = (brows - chin) / max(height, 1e-6)
+    below_brows = ((brows - jaw) @ up)[:, None]
+    top = jaw + (1.0 + HAIR_HEIGHT) * below_brows * up
+    outline = np.concatenate([jaw, top, landmarks[17:27]])
+    size = max(height, float(np.linalg.norm(jaw[16] - jaw[0])), 1.0)
+    sigma = feather * size
+    centre = outline.mean(axis=0)
+    grown = centre + (outline - centre) * (1.0 + MASK_GROWTH + 2.0 * feather)
+    hull = grown[ConvexHull(grown).vertices]
+    canvas = Image.new("F", (side, side), 0.0)
+    ImageDraw.Draw(canvas).polygon([tuple(point) for point in hull], fill=1.0)
+    mask = np.asarray(canvas, dtype=np.float32)
+    if sigma > 0:
+        mask = gaussian_filter(mask, sigma, mode="constant")
+    # A ramp to zero over the last 2 sigma (at least 2 pixels) inside the crop: nothing reaches its edge.
+    ramp = np.minimum(np.arange(side) + 0.5, side - np.arange(side) - 0.5) / max(2.0 * sigma, 2.0)
+    window = np.clip(ramp, 0.0, 1.0)
+    window = window * window * (3.0 - 2.0 * window)
+    return np.clip(mask * window[:, None] * window[None, :], 0.0, 1.0).astype(np.float32)

@@ -6,6 +6,7 @@ not grow with video length.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ from typing import Self
 
 import av
 import numpy as np
+from PIL import Image
 
 from dagan.errors import DaganError, first_line
 from dagan.io.atomic import (
@@ -57,6 +59,9 @@ class VideoInfo:
     frame_count: int | None
     has_audio: bool
     is_directory: bool
+    #: The frame size, from the stream header or the first image's.
+    width: int | None = None
+    height: int | None = None
 
 
 def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
@@ -75,7 +80,12 @@ def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
         files = list_frame_files(path)
         if not files:
             raise DaganError(f"{what} folder {path} holds no image frames ({', '.join(IMAGE_SUFFIXES)})")
-        return VideoInfo(path, DEFAULT_FPS, len(files), False, True)
+        try:
+            with Image.open(files[0]) as first_image:
+                width, height = first_image.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            width = height = None  # reading the frame itself says what is wrong with it
+        return VideoInfo(path, DEFAULT_FPS, len(files), False, True, width, height)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -86,13 +96,14 @@ def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
             count = stream.frames or None
             has_audio = bool(container.streams.audio)
             first = next(container.decode(stream), None)
+            width, height = (first.width, first.height) if first is not None else (None, None)
     except DaganError:
         raise
     except (av.FFmpegError, OSError, ValueError, StopIteration) as exc:
         raise DaganError(f"{what} {path} is an unreadable video ({first_line(exc)})") from exc
     if first is None:
         raise DaganError(f"{what} {path} is a video with no frames")
-    return VideoInfo(path, Fraction(fps), count, has_audio, False)
+    return VideoInfo(path, Fraction(fps), count, has_audio, False, width, height)
 
 
 def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
@@ -114,6 +125,41 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     # Container frame counts can overstate what edit lists let through; only a clear shortfall is truncation.
     if info.frame_count and decoded < 0.95 * info.frame_count - 1:
         raise DaganError(f"driving video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
+
+
+def iter_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Yield the frames as decoded uint8 RGB pixels (H, W, 3), shrunk so the long side is at most ``max_side``.
+
+    The one exception to the frame contract, for tools that look at large frames only in part
+    (``dagan crop`` cuts a face out before converting it; detection runs on a shrunk copy).
+    """
+
+    def shrunk_size(width: int, height: int) -> tuple[int, int]:
+        scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
+        return max(1, round(width * scale)), max(1, round(height * scale))
+
+    if info.is_directory:
+        for file in list_frame_files(info.path):
+            pixels = to_uint8(read_image(file))
+            width, height = shrunk_size(pixels.shape[1], pixels.shape[0])
+            if (width, height) != (pixels.shape[1], pixels.shape[0]):
+                pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.BILINEAR, reducing_gap=2.0))
+            yield pixels
+        return
+    decoded = 0
+    try:
+        with av.open(str(info.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                decoded += 1
+                width, height = shrunk_size(frame.width, frame.height)
+                if (width, height) == (frame.width, frame.height):
+                    yield frame.to_ndarray(format="rgb24")
+                else:
+                    yield frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DaganError(f"video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
 
 
 def media_files_by_stem(folder: str | Path) -> dict[str, Path]:
@@ -166,8 +212,17 @@ class Mp4Writer(_FinishedOnSuccess):
     on any failure.
     """
 
-    def __init__(self, path: str | Path, fps: Fraction, audio_from: Path | None = None, crf: int = 18):
+    def __init__(
+        self,
+        path: str | Path,
+        fps: Fraction,
+        audio_from: Path | None = None,
+        crf: int = 18,
+        audio_span: tuple[float, float] | None = None,
+    ):
         self.path = Path(path)
+        #: (start, end) seconds of ``audio_from`` to keep (a clip's span); re-encoded to AAC when given.
+        self.audio_span = audio_span
         self._file = AtomicFile(self.path)
         self.fps = fps
         self.audio_from = audio_from
@@ -202,11 +257,12 @@ class Mp4Writer(_FinishedOnSuccess):
             source.close()
             return
         self._audio_source, self._audio_in = source, source.streams.audio[0]
-        self._audio_copy = self._audio_in.codec_context.name in MP4_AUDIO_CODECS
+        self._audio_copy = self.audio_span is None and self._audio_in.codec_context.name in MP4_AUDIO_CODECS
         if self._audio_copy:
             self._audio_out = self._container.add_stream_from_template(self._audio_in)
         else:
-            self._audio_out = self._container.add_stream("aac", rate=self._audio_in.codec_context.sample_rate)
+            context = self._audio_in.codec_context
+            self._audio_out = self._container.add_stream("aac", rate=context.sample_rate, layout=context.layout.name)
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one frame (or uint8 pixel values as they are)."""
@@ -226,6 +282,38 @@ class Mp4Writer(_FinishedOnSuccess):
         except (av.FFmpegError, OSError) as exc:
             raise DaganError(describe_write_failure(self.path, exc)) from exc
 
+    def _audio_frames(self) -> Iterator[av.AudioFrame]:
+        """The source's audio frames, cut to ``audio_span`` to the sample when one is given."""
+        if self.audio_span is None:
+            for frame in self._audio_source.decode(self._audio_in):
+                frame.pts = None
+                yield frame
+            return
+        start, end = self.audio_span
+        context = self._audio_in.codec_context
+        rate, layout = context.sample_rate, context.layout.name
+        # A planar float format: samples can be cut per channel row and handed to the AAC encoder as they are.
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        if start > 1.0 and self._audio_in.time_base:
+            self._audio_source.seek(int((start - 1.0) / self._audio_in.time_base), stream=self._audio_in)
+        position = None  # seconds at the next sample
+        decoded = itertools.chain.from_iterable(
+            resampler.resample(frame) for frame in self._audio_source.decode(self._audio_in)
+        )
+        for frame in itertools.chain(decoded, resampler.resample(None)):
+            if position is None:
+                position = float(frame.pts * frame.time_base) if frame.pts is not None else 0.0
+            samples = frame.to_ndarray()
+            first, last = round((start - position) * rate), round((end - position) * rate)
+            position += samples.shape[1] / rate
+            kept = samples[:, max(first, 0) : max(min(last, samples.shape[1]), 0)]
+            if kept.shape[1]:
+                cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(kept), format="fltp", layout=layout)
+                cut.sample_rate = rate
+                yield cut
+            if last <= samples.shape[1]:
+                return
+
     def _write_audio(self) -> None:
         if self._audio_copy:
             for packet in self._audio_source.demux(self._audio_in):
@@ -234,8 +322,7 @@ class Mp4Writer(_FinishedOnSuccess):
                 packet.stream = self._audio_out
                 self._container.mux(packet)
             return
-        for frame in self._audio_source.decode(self._audio_in):
-            frame.pts = None
+        for frame in self._audio_frames():
             for packet in self._audio_out.encode(frame):
                 self._container.mux(packet)
         for packet in self._audio_out.encode(None):
