@@ -66,7 +66,7 @@ def scene_frames(scene: Scene, faces: list[np.ndarray], width: int, height: int,
 def write_footage(
     path: Path, scenes: list[Scene], width: int = 640, height: int = 360, fps: int = 25, audio: bool = True
 ) -> list[tuple[int, int, tuple[int, int, int, int]]]:
-    """Write an H.264 MP4 of ``scenes`` (with a tone as its audio); returns (start, end, pasted square) per scene."""
+    """Write an H.264 MP4 of ``scenes`` with a swelling tone; returns (start, end, pasted square) per scene."""
     faces = driving_faces(sum(scene.frames for scene in scenes))
     spans, start = [], 0
     with av.open(str(path), "w") as container:
@@ -86,7 +86,7 @@ def write_footage(
         if sound is not None:
             seconds = start / fps
             t = np.arange(round(seconds * AUDIO_RATE)) / AUDIO_RATE
-            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+            tone = (tone_envelope(t, seconds) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
             frame = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
             frame.sample_rate = AUDIO_RATE
             for packet in sound.encode(frame):
@@ -94,6 +94,11 @@ def write_footage(
             for packet in sound.encode(None):
                 container.mux(packet)
     return spans
+
+
+def tone_envelope(seconds: np.ndarray, total: float) -> np.ndarray:
+    """The amplitude of the footage's tone at a time: it grows steadily, so a piece of it tells when it was cut."""
+    return 0.05 + 0.25 * seconds / total
 
 
 def audio_seconds(path: Path) -> float:
