@@ -10,10 +10,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from dagan import __version__
 from dagan.errors import DaganError, first_line
+
+if TYPE_CHECKING:
+    from dagan.config import InferenceConfig
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -153,6 +156,11 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     inference = InferenceConfig(
         precision=args.precision, compile=args.compile, backend=args.backend, cpu_workers=args.cpu_workers
     )
+    if args.crop:
+        return _animate_footage(args, checkpoint, depth_weights, inference)
+    for flag in ("paste_back", "face", "mask_feather", "detect_every", "detect_size"):
+        if getattr(args, flag) not in (None, False):
+            raise DaganError(f"--{flag.replace('_', '-')} works with --crop only")
     report = animate_files(
         args.source[0] if len(args.source) == 1 else args.source,
         args.driving,
@@ -179,6 +187,48 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
     extra += f", side-by-side video {report.side_by_side_output}" if report.side_by_side_output else ""
     print(f"wrote {report.frames} frames to {report.output}{extra} ({report.seconds:.1f} s, {fps:.2f} frames/s)")
+    return 0
+
+
+def _animate_footage(
+    args: argparse.Namespace, checkpoint: str, depth_weights: str | None, inference: InferenceConfig
+) -> int:
+    from dagan.pipelines.crop import crop_config
+    from dagan.pipelines.footage import animate_footage
+
+    if len(args.source) > 1:
+        raise DaganError("--crop animates one source photo (use --face all for several faces in it)")
+    unsupported = {
+        "--reference": args.reference is not None,
+        "--best-frame": args.best_frame is not None,
+        "--find-best-frame": args.find_best_frame,
+        "--save-depth": args.save_depth is not None,
+        "--side-by-side": args.side_by_side,
+        "--save-side-by-side": args.save_side_by_side is not None,
+    }
+    given = [flag for flag, on in unsupported.items() if on]
+    if given:
+        raise DaganError(f"{given[0]} does not work with --crop: each driving clip starts from its own first frame")
+    report = animate_footage(
+        args.source[0],
+        args.driving,
+        checkpoint,
+        depth_weights,
+        args.output,
+        paste_back=args.paste_back,
+        face=args.face,
+        mask_feather=args.mask_feather,
+        crop=crop_config(**_crop_flags(args)),
+        relative=args.relative,
+        adapt_scale=args.adapt_scale,
+        device=args.device,
+        batch_size=args.batch_size,
+        smooth=args.smooth,
+        quiet=args.quiet,
+        inference=inference,
+    )
+    fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
+    print(f"wrote {report.frames} frames to {report.output} ({report.seconds:.1f} s, {fps:.2f} frames/s)")
     return 0
 
 
@@ -717,6 +767,36 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="an --output folder may hold an earlier run's frames, which are replaced (never other files)",
     )
+    from dagan.config import CropConfig
+
+    footage = p.add_argument_group("real footage (needs 'dagan[face]')")
+    footage.add_argument(
+        "--crop",
+        action="store_true",
+        help="cut the source photo's face and the driving video's clips as 'dagan crop' does before animating "
+        "(any size of photo and video; each driving clip is animated relative to its own first frame)",
+    )
+    footage.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="with --crop: blend the animated face back into the source photo at its full resolution",
+    )
+    footage.add_argument(
+        "--face",
+        default=None,
+        metavar="N|all",
+        help="with --crop: which face of the source photo to animate, numbered from 0 left to right, or all "
+        "(default: the largest)",
+    )
+    footage.add_argument(
+        "--mask-feather",
+        type=_non_negative_float,
+        default=None,
+        metavar="F",
+        help=f"with --paste-back: the soft edge of the face-and-hair mask, in face sizes "
+        f"(default {CropConfig.mask_feather:g}; docs/crop.md)",
+    )
+    _add_crop_detection_flags(footage)
     _add_max_pixels(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_animate)

@@ -263,6 +263,8 @@ class CropConfig:
     lost_after: int = 2
     #: Faces narrower than this (input pixels) are too small to animate: warned about and skipped.
     min_face: int = 64
+    #: ``animate --paste-back``: the blur of the face-and-hair mask's edge, in face sizes (``docs/crop.md``).
+    mask_feather: float = 0.06
 
 
 @dataclass

@@ -327,7 +327,8 @@ class AnimateReport:
     side_by_side_output: Path | None = None
 
 
-def _is_directory_output(output: str | Path) -> bool:
+def is_directory_output(output: str | Path) -> bool:
+    """Whether ``--output`` names a folder: it ends in a slash or is an existing directory."""
     text = str(output)
     return text.endswith(("/", "\\")) or Path(text).is_dir()
 
@@ -371,7 +372,7 @@ def source_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
 
 def _outputs_per_source(sources: list[Path], output: str | Path, suffix: str) -> list[Path]:
     """``OUTPUT/<source stem><suffix>`` for each source: the output of several sources is a folder."""
-    if not _is_directory_output(output):
+    if not is_directory_output(output):
         raise DaganError(f"--output {output} must be a folder (ending in /) for several sources: one file per source")
     stems = [path.stem for path in sources]
     twice = sorted({stem for stem in stems if stems.count(stem) > 1})
@@ -449,7 +450,7 @@ def animate_files(
             "--depth-weights": depth_weights,
             "--reference": reference if isinstance(reference, Path) else None,
         },
-        folders=["--output"] if _is_directory_output(output) else [],
+        folders=["--output"] if is_directory_output(output) else [],
     )
     if isinstance(reference, int):
         if best_frame is not None or find_best_frame:
@@ -459,7 +460,7 @@ def animate_files(
         best_frame = reference
     if isinstance(reference, Path) and (best_frame is not None or find_best_frame):
         raise DaganError("--reference IMAGE and --best-frame / --find-best-frame both set the reference: give one")
-    if _is_directory_output(output) and not many:
+    if is_directory_output(output) and not many:
         check_frame_folder(output, overwrite)
     render_depth = depth_renderer(depth_style)
     working_size = animator.size if animator else DataConfig.frame_shape[0]
@@ -500,7 +501,7 @@ def animate_files(
     if best_frame is not None and (best_frame < 0 or (info.frame_count and best_frame >= info.frame_count)):
         flag = "--reference" if reference is not None else "--best-frame"
         raise DaganError(f"{flag} {best_frame} is outside the driving video's {info.frame_count} frames")
-    to_directory = _is_directory_output(output) and not many
+    to_directory = is_directory_output(output) and not many
     output = Path(output)
     if not to_directory and not many:
         _check_target(output, "--output")
@@ -585,7 +586,7 @@ def _animate_still(
     """One driving image, one output image: absolute motion, or relative to ``reference_image``."""
     flags = {"main": "--output", "depth": "--save-depth", "side": "--save-side-by-side"}
     for role, path in outputs.items():
-        if not (role == "main" and _is_directory_output(path)):
+        if not (role == "main" and is_directory_output(path)):
             _check_target(path, flags[role], ".png")
     relative = reference_image is not None
     frame = next(
@@ -596,10 +597,10 @@ def _animate_still(
     panels = side_by_side(resize_frame(source_image, animator.size), frame, lambda _: depth)
     pictures = {"main": panels if side_by_side_output else frame.prediction, "depth": depth, "side": panels}
     main = outputs["main"]
-    if _is_directory_output(main):
+    if is_directory_output(main):
         with PngDirectoryWriter(main, overwrite) as writer:
             writer.write(pictures["main"])
     for role, path in outputs.items():
-        if not (role == "main" and _is_directory_output(path)):
+        if not (role == "main" and is_directory_output(path)):
             write_png(path, pictures[role])
     return AnimateReport(1, main, outputs.get("depth"), time.perf_counter() - started, outputs.get("side"))
