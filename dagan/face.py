@@ -177,21 +177,24 @@ def best_matching_frame(source: np.ndarray, frames: Iterable[np.ndarray], analyz
 #: How far above the brows the head mask reaches, as a fraction of the brow-to-chin height: the
 #: forehead and the hair above it (a reflection of the jaw across the brow line at 1.0).
 HAIR_HEIGHT = 0.8
-#: The face-and-hair outline is grown by this fraction of the face size before it is feathered.
+#: The face-and-hair outline is grown by this fraction of the face size before it is feathered:
+#: room for the head to move in the animation before the still photo shows through it.
 MASK_GROWTH = 0.08
 
 
 def head_mask(landmarks: np.ndarray, side: int, feather: float) -> np.ndarray:
     """A soft mask (side, side) float32 in [0, 1] of the face and hair of ``landmarks`` (68, 2) in a square crop.
 
-    The outline is the jaw line and the jaw reflected above the brows (``HAIR_HEIGHT``), grown by
-    ``MASK_GROWTH`` and ``2 * feather`` face sizes so that the feather never eats into the face, then
-    blurred with a Gaussian of ``feather`` face sizes. It falls to zero before the crop's edges, so
-    a pasted crop has no box edge anywhere.
+    The outline is the jaw line and the jaw reflected above the brows (``HAIR_HEIGHT``). The mask
+    is a Gaussian edge (``feather`` face sizes wide) on the distance to that outline, placed
+    ``MASK_GROWTH`` face sizes plus two feathers outside it, so the whole outline is at 0.98 or
+    more: the feather blends the background, never the face. It falls to zero before the crop's
+    edges, so a pasted crop has no box edge anywhere.
     """
     from PIL import Image, ImageDraw
-    from scipy.ndimage import gaussian_filter
+    from scipy.ndimage import distance_transform_edt
     from scipy.spatial import ConvexHull
+    from scipy.special import erfc
 
     jaw, chin, brows = landmarks[0:17], landmarks[8], landmarks[17:27].mean(axis=0)
     height = float(np.linalg.norm(brows - chin))
@@ -199,16 +202,19 @@ def head_mask(landmarks: np.ndarray, side: int, feather: float) -> np.ndarray:
     below_brows = ((brows - jaw) @ up)[:, None]
     top = jaw + (1.0 + HAIR_HEIGHT) * below_brows * up
     outline = np.concatenate([jaw, top, landmarks[17:27]])
+    hull = outline[ConvexHull(outline).vertices]
+    canvas = Image.new("L", (side, side), 0)
+    ImageDraw.Draw(canvas).polygon([tuple(point) for point in hull], fill=1)
+    inside = np.asarray(canvas, dtype=bool)
+    # Signed distance to the outline, positive outside it.
+    distance = distance_transform_edt(~inside) - distance_transform_edt(inside)
     size = max(height, float(np.linalg.norm(jaw[16] - jaw[0])), 1.0)
     sigma = feather * size
-    centre = outline.mean(axis=0)
-    grown = centre + (outline - centre) * (1.0 + MASK_GROWTH + 2.0 * feather)
-    hull = grown[ConvexHull(grown).vertices]
-    canvas = Image.new("F", (side, side), 0.0)
-    ImageDraw.Draw(canvas).polygon([tuple(point) for point in hull], fill=1.0)
-    mask = np.asarray(canvas, dtype=np.float32)
+    edge = MASK_GROWTH * size + 2.0 * sigma
     if sigma > 0:
-        mask = gaussian_filter(mask, sigma, mode="constant")
+        mask = 0.5 * erfc((distance - edge) / (sigma * np.sqrt(2.0)))
+    else:
+        mask = (distance <= edge).astype(np.float64)
     # A ramp to zero over the last 2 sigma (at least 2 pixels) inside the crop: nothing reaches its edge.
     ramp = np.minimum(np.arange(side) + 0.5, side - np.arange(side) - 0.5) / max(2.0 * sigma, 2.0)
     window = np.clip(ramp, 0.0, 1.0)

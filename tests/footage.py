@@ -21,7 +21,7 @@ AUDIO_RATE = 16000
 
 @dataclass
 class Scene:
-    """Where the face sits in one scene: its crop's size and its top-left corner at the first and last frame."""
+    """Where the face sits in one scene: its crop's size (0: none) and top-left corner at the first and last frame."""
 
     frames: int
     size: int
@@ -57,8 +57,9 @@ def scene_frames(scene: Scene, faces: list[np.ndarray], width: int, height: int,
         x = round(scene.start[0] + t * (scene.end[0] - scene.start[0]))
         y = round(scene.start[1] + t * (scene.end[1] - scene.start[1]))
         frame = background.copy()
-        patch = np.asarray(Image.fromarray(face).resize((scene.size, scene.size), Image.LANCZOS))
-        frame[y : y + scene.size, x : x + scene.size] = patch
+        if scene.size:  # a scene of size 0 has no face
+            patch = np.asarray(Image.fromarray(face).resize((scene.size, scene.size), Image.LANCZOS))
+            frame[y : y + scene.size, x : x + scene.size] = patch
         out.append(frame)
     return out
 

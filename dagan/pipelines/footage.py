@@ -156,8 +156,9 @@ def animate_footage(
 ) -> AnimateReport:
     """The ``dagan animate --crop`` job: a real photo and a real driving video in, an MP4 out.
 
-    Without ``paste_back`` the output is the animated face crop (one ``output/<stem>_<face>.mp4``
-    per face with ``face="all"`` and several faces); with it, the photo at full size.
+    Without ``paste_back`` the output is the animated face crop, with it the photo at full size.
+    A folder ``output`` (ending in /; needed for several faces without ``paste_back``) gets
+    ``<source stem>_<face>.mp4`` per face, or ``<source stem>.mp4`` when pasted back.
     """
     started = time.perf_counter()
     crop = crop or CropConfig()
@@ -172,9 +173,10 @@ def animate_footage(
     source, driving = Path(source), Path(driving)
     if source.is_dir():
         raise DaganError("--crop animates one source photo: give an image, not a folder")
+    to_folder = output is not None and is_directory_output(output)  # before Path() drops a trailing slash
     output = Path(output) if output is not None else None
     inputs = {"--source": source, "--driving": driving, "--checkpoint": checkpoint, "--depth-weights": depth_weights}
-    check_outputs({"--output": output}, inputs, folders=["--output"] if output and is_directory_output(output) else [])
+    check_outputs({"--output": output}, inputs, folders=["--output"] if to_folder else [])
     if is_still_image(driving):
         raise DaganError("--crop takes a driving video or frame folder, not a still image")
     photo = read_image(source)
@@ -183,13 +185,17 @@ def animate_footage(
     faces = photo_crops(photo, source.name, face, size, feather, crop)
     several = len(faces) > 1 and not paste_back
     if output is None:
-        output = Path("result/" if several else "result.mp4")
-    if several and not is_directory_output(output):
+        output, to_folder = Path("result/" if several else "result.mp4"), several
+    if several and not to_folder:
         raise DaganError(f"--output {output} must be a folder (ending in /): each of the {len(faces)} faces is a video")
-    outputs = [output / f"{source.stem}_{f.index}.mp4" for f in faces] if several else [output]
-    for path in outputs:
-        if path.suffix.lower() != ".mp4":
-            raise DaganError(f"--output {path} must end in .mp4 with --crop (or be a folder ending in /)")
+    if not to_folder:
+        outputs = [output]
+    elif paste_back:
+        outputs = [output / f"{source.stem}.mp4"]
+    else:
+        outputs = [output / f"{source.stem}_{f.index}.mp4" for f in faces]
+    if outputs[0].suffix.lower() != ".mp4":
+        raise DaganError(f"--output {output} must end in .mp4 with --crop (or be a folder ending in /)")
     check_outputs({f"--output ({p.name})": p for p in outputs}, inputs)
 
     tracks, _ = find_tracks(info, crop, FaceFinder(crop.detect_size), quiet)
@@ -221,7 +227,7 @@ def animate_footage(
     audio = info.path if info.has_audio else None
     count = 0
     with contextlib.ExitStack() as stack:
-        if several:
+        if to_folder:
             stack.enter_context(removed_if_failed_empty(output))
             check_writable_directory(output)
         writers = [stack.enter_context(Mp4Writer(path, info.fps, audio)) for path in outputs]
