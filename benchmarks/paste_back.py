@@ -16,7 +16,8 @@ A square paste with LivePortrait's 16-pixel ramp is measured too, as the peer's 
 
     .venv/bin/python benchmarks/paste_back.py [--pictures docs/]
 
-With ``--pictures`` it also writes the docs' pictures: the mask, and a paste-back frame beside the photo.
+With ``--pictures`` it also writes the docs' pictures: the mask, and the photo beside the simulated face
+pasted back by ``PasteBack``, as ``animate --crop --paste-back`` pastes.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dagan.config import CropConfig  # noqa: E402
 from dagan.face import FaceAnalyzer, head_mask  # noqa: E402
 from dagan.io.image import to_float_rgb, write_png  # noqa: E402
 from dagan.pipelines.crop import crop_square, framing_box, photo_faces  # noqa: E402
+from dagan.pipelines.footage import PasteBack, PhotoFace  # noqa: E402
 from tests.footage import PORTRAIT  # noqa: E402
 
 FEATHERS = (0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2)
@@ -121,9 +123,7 @@ def main() -> None:
         mask_picture = np.concatenate([np.repeat(mask[..., None], 3, axis=2), to_float_rgb(np.asarray(outline))], 1)
         write_png(args.pictures / "crop_mask.png", np.asarray(Image.fromarray((mask_picture * 255).astype(np.uint8))
                                                               .resize((768, 384), Image.LANCZOS)))  # fmt: skip
-        pasted = photo.copy()
-        region = pasted[box[1] : box[3], box[0] : box[2]]
-        pasted[box[1] : box[3], box[0] : box[2]] = region + mask[..., None] * (animated - region)
+        pasted = to_float_rgb(PasteBack(photo, [PhotoFace(0, box, still, mask)]).compose([animated]))
         margin = side // 6
         view = (slice(max(box[1] - margin, 0), box[3] + margin), slice(max(box[0] - margin, 0), box[2] + margin))
         gap = np.full((photo[view].shape[0], 12, 3), 1.0, np.float32)

@@ -37,7 +37,8 @@ def _model_folder() -> Path:
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or spec.submodule_search_locations is None:
         raise DaganError(
-            "face metrics need dlib's models: pip install 'dagan[face]' (dlib-bin, face-recognition-models)"
+            "the face toolkit (dagan crop, animate --crop, face metrics) needs dlib's models: "
+            "pip install 'dagan[face]' (dlib-bin, face-recognition-models)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
@@ -48,7 +49,8 @@ def _dlib():
         import dlib
     except ImportError:
         raise DaganError(
-            "face metrics need dlib: pip install 'dagan[face]' (dlib-bin, face-recognition-models)"
+            "the face toolkit (dagan crop, animate --crop, face metrics) needs dlib: "
+            "pip install 'dagan[face]' (dlib-bin, face-recognition-models)"
         ) from None
     return dlib
 

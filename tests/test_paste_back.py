@@ -175,3 +175,17 @@ def test_footage_flags_need_crop(tmp_path, capsys):
     assert main(["animate", "--source", str(image), "--driving", str(image), "--crop", "--face", "left"]) == 2
     assert "--face takes a face index" in capsys.readouterr().err
     assert read_image(image).shape == (64, 64, 3)
+
+
+@needs_sample
+@pytest.mark.slow
+def test_published_layout_checkpoints_animate_real_footage_at_their_own_size(tmp_path, tiny_files, driving_with_a_gap):
+    _photo(tmp_path / "photo.png", [(320, 200)])
+    weights = ["--checkpoint", str(tiny_files["checkpoint"]), "--depth-weights", str(tiny_files["depth"])]
+    common = ["animate", "--source", str(tmp_path / "photo.png"), "--driving", str(driving_with_a_gap), "--crop",
+              *weights, "--quiet"]  # fmt: skip
+    assert main([*common, "--output", str(tmp_path / "crop.mp4")]) == 0
+    frames, _ = read_video_frames(tmp_path / "crop.mp4")
+    assert len(frames) == sum(scene.frames for scene in WITH_A_GAP) and frames[0].shape == (256, 256, 3)
+    assert main([*common, "--paste-back", "--smooth", "2", "--output", str(tmp_path / "pasted.mp4")]) == 0
+    assert read_video_frames(tmp_path / "pasted.mp4")[0][0].shape == (640, 960, 3)
