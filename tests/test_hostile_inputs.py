@@ -1036,6 +1036,95 @@ def _depth_out_file(w: Path, s: Shared) -> Spec:
     return Spec(depth_argv(s, w, {"--out": plant(w / "out")}), names=("out",))
 
 
+# ---------------------------------------------------------------------------------------------- crop, animate --crop
+
+
+def crop_argv(shared: Shared, work: Path, overrides: dict[str, object] | None = None) -> list[str]:
+    values: dict[str, object] = {"--input": place(shared.clip, work / "clip.mp4"), "--out": work / "crops"}
+    values.update(overrides or {})
+    return ["crop", "--quiet", *flags(values)]
+
+
+@case("crop-out-is-the-input-video")
+def _crop_out_is_input(w: Path, s: Shared) -> Spec:
+    clip = place(s.clip, w / "clip.mp4")
+    return Spec(crop_argv(s, w, {"--input": clip, "--out": clip}), names=("clip.mp4",))
+
+
+@case("crop-out-is-the-folder-of-inputs")
+def _crop_out_holds_input(w: Path, s: Shared) -> Spec:
+    frames = place(s.frames, w / "frames")
+    return Spec(crop_argv(s, w, {"--input": frames, "--out": frames}), names=("frames",))
+
+
+@case("crop-out-holds-other-files")
+def _crop_out_not_empty(w: Path, s: Shared) -> Spec:
+    plant(w / "crops" / "tracks.csv", b"file,face\nmine,0\n")
+    return Spec(crop_argv(s, w), names=("crops",), must_say=("not empty",))
+
+
+@case("crop-input-is-a-decompression-bomb")
+def _crop_bomb(w: Path, s: Shared) -> Spec:
+    bomb = place(s.bomb, w / "bomb.png")
+    return Spec(crop_argv(s, w, {"--input": bomb}), names=("bomb.png",), mode="alarm", must_say_any=("pixel", "limit"))
+
+
+@case("crop-input-is-not-a-video-or-image")
+def _crop_text(w: Path, s: Shared) -> Spec:
+    notes = plant(w / "notes.txt", b"not a video")
+    return Spec(crop_argv(s, w, {"--input": notes}), names=("notes.txt",))
+
+
+@case("crop-input-video-is-truncated-garbage")
+def _crop_garbage(w: Path, s: Shared) -> Spec:
+    broken = plant(w / "broken.mp4", s.clip.read_bytes()[:300])
+    return Spec(crop_argv(s, w, {"--input": broken}), names=("broken.mp4",))
+
+
+@case("crop-input-folder-holds-no-media")
+def _crop_empty_folder(w: Path, s: Shared) -> Spec:
+    plant(w / "in" / "readme.txt", b"nothing to see")
+    return Spec(crop_argv(s, w, {"--input": w / "in"}), names=("in",))
+
+
+@case("crop-size-is-odd")
+def _crop_odd_size(w: Path, s: Shared) -> Spec:
+    return Spec(crop_argv(s, w, {"--size": 255}))
+
+
+@case("crop-min-frames-is-zero")
+def _crop_min_frames_zero(w: Path, s: Shared) -> Spec:
+    return Spec(crop_argv(s, w, {"--min-frames": 0}))
+
+
+@case("animate-paste-back-without-crop")
+def _paste_back_alone(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--paste-back": True}), must_say=("--crop",))
+
+
+@case("animate-crop-output-names-the-source-photo")
+def _crop_output_is_source(w: Path, s: Shared) -> Spec:
+    source = place(s.source, w / "photo.png")
+    return Spec(animate_argv(s, w, {"--source": source, "--output": source, "--crop": True}), names=("photo.png",))
+
+
+@case("animate-crop-source-is-a-decompression-bomb")
+def _crop_source_bomb(w: Path, s: Shared) -> Spec:
+    bomb = place(s.bomb, w / "bomb.png")
+    return Spec(animate_argv(s, w, {"--source": bomb, "--crop": True}), names=("bomb.png",), mode="alarm",
+                must_say_any=("pixel", "limit"))  # fmt: skip
+
+
+@case("animate-crop-mask-feather-is-huge")
+def _crop_feather_huge(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--crop": True, "--paste-back": True, "--mask-feather": 5}), must_say=("feather",))
+
+
+@case("animate-crop-face-is-not-a-number")
+def _crop_face_word(w: Path, s: Shared) -> Spec:
+    return Spec(animate_argv(s, w, {"--crop": True, "--face": "largest"}), must_say=("--face",))
+
+
 # ---------------------------------------------------------------------------------------------- export-onnx
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.transform import resize
 
 from dagan.io.image import read_image, resize_frame, to_uint8
-from dagan.io.video import Mp4Writer, iter_frames, probe_video, read_video_frames
+from dagan.io.video import Mp4Writer, iter_frames, probe_video, read_audio, read_video_frames
 
 from .conftest import make_clip
 
@@ -106,6 +106,13 @@ def test_audio_that_mp4_cannot_hold_is_reencoded(tmp_path):
     writer.close()
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert container.streams.audio[0].codec_context.name == "aac"
+    # A span of it (a crop clip's), cut to the sample: the PCM track's unnamed layout is no obstacle.
+    with Mp4Writer(tmp_path / "span.mp4", Fraction(25), audio_from=source, audio_span=(0.04, 0.12)) as writer:
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+    cut = read_audio(tmp_path / "span.mp4", 16000)
+    whole = (np.sin(np.arange(3200) / 5) * 8000)[640:1920]
+    assert len(whole) <= len(cut) <= len(whole) + 2048  # AAC frames of 1024 samples, and its priming
+    assert 0.5 < np.abs(cut).max() / 8000 < 1.2
 
 
 def test_frame_folder_is_read_in_name_order(tmp_path):

@@ -261,8 +261,8 @@ class Mp4Writer(_FinishedOnSuccess):
         if self._audio_copy:
             self._audio_out = self._container.add_stream_from_template(self._audio_in)
         else:
-            context = self._audio_in.codec_context
-            self._audio_out = self._container.add_stream("aac", rate=context.sample_rate, layout=context.layout.name)
+            rate, layout = self._audio_in.codec_context.sample_rate, self._audio_layout()
+            self._audio_out = self._container.add_stream("aac", rate=rate, layout=layout)
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one frame (or uint8 pixel values as they are)."""
@@ -282,6 +282,11 @@ class Mp4Writer(_FinishedOnSuccess):
         except (av.FFmpegError, OSError) as exc:
             raise DaganError(describe_write_failure(self.path, exc)) from exc
 
+    def _audio_layout(self) -> str:
+        """The source's channel layout by a name AAC takes (PCM tracks often have unnamed ones, "1 channels")."""
+        context = self._audio_in.codec_context
+        return {1: "mono", 2: "stereo"}.get(context.channels, context.layout.name)
+
     def _audio_frames(self) -> Iterator[av.AudioFrame]:
         """The source's audio frames, cut to ``audio_span`` to the sample when one is given."""
         if self.audio_span is None:
@@ -290,8 +295,7 @@ class Mp4Writer(_FinishedOnSuccess):
                 yield frame
             return
         start, end = self.audio_span
-        context = self._audio_in.codec_context
-        rate, layout = context.sample_rate, context.layout.name
+        rate, layout = self._audio_in.codec_context.sample_rate, self._audio_layout()
         # A planar float format: samples can be cut per channel row and handed to the AAC encoder as they are.
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         if start > 1.0 and self._audio_in.time_base:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import math
 import sys
 from collections.abc import Iterator, Sequence
@@ -396,35 +397,36 @@ def crop_inputs(path: Path) -> list[Path]:
 def _write_clips(info: VideoInfo, clips: list[Clip], out: Path, config: CropConfig, quiet: bool) -> list[Image.Image]:
     """The second pass: every clip's box cut out of the full frames and written; returns preview tiles."""
     tiles: list[Image.Image] = []
-    open_writers: dict[str, Mp4Writer | PngDirectoryWriter] = {}
+    writing: list[tuple[Clip, Mp4Writer | PngDirectoryWriter]] = []
     audio = info.path if info.has_audio else None
-    ends = {clip.file: clip.end for clip in clips}
+    last = max((clip.end for clip in clips), default=0)
     try:
-        bar = tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc=f"crop {info.path.name}")
-        with bar:
-            for frame, pixels in enumerate(iter_pixels(info)):
+        desc = f"crop {info.path.name}"
+        with tqdm(total=last, unit="frame", disable=quiet, file=sys.stderr, desc=desc) as bar:
+            for frame, pixels in enumerate(itertools.islice(iter_pixels(info), last)):
                 for clip in clips:
                     if clip.start == frame:
                         if config.format == "png":
-                            open_writers[clip.file] = PngDirectoryWriter(out / clip.file, overwrite=True)
+                            writer = PngDirectoryWriter(out / clip.file, overwrite=True)
                         else:
                             span = (clip.start / float(info.fps), clip.end / float(info.fps))
-                            open_writers[clip.file] = Mp4Writer(out / clip.file, info.fps, audio, audio_span=span)
-                    if clip.start + (clip.end - clip.start) // 2 == frame and len(tiles) < PREVIEW_TILES:
+                            writer = Mp4Writer(out / clip.file, info.fps, audio, audio_span=span)
+                        writing.append((clip, writer))
+                    if (clip.start + clip.end) // 2 == frame and len(tiles) < PREVIEW_TILES:
                         label = f"{clip.file}  face {clip.face}  frames {clip.start}-{clip.end}"
                         tiles.append(draw_boxes(pixels, [(clip.box, label)], PREVIEW_TILE))
-                for name, writer in list(open_writers.items()):
-                    box = next(clip.box for clip in clips if clip.file == name)
-                    writer.write(crop_square(pixels, box, config.size))
-                    if ends[name] == frame + 1:
-                        open_writers.pop(name).close()
+                for clip, writer in writing:
+                    writer.write(crop_square(pixels, clip.box, config.size))
+                for clip, writer in [item for item in writing if item[0].end == frame + 1]:
+                    writing.remove((clip, writer))
+                    writer.close()
                 bar.update(1)
     except BaseException:
-        for writer in open_writers.values():
+        for _, writer in writing:
             writer.abort()
         raise
-    if open_writers:  # the second pass decoded fewer frames than the first
-        for writer in open_writers.values():
+    if writing:  # the second reading gave fewer frames than the first
+        for _, writer in writing:
             writer.abort()
         raise DaganError(f"{info.path} ended early on its second reading")
     return tiles
