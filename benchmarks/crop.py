@@ -71,12 +71,13 @@ def main() -> None:
         video = Path(tmp) / "footage.mp4"
         footage(video, args.frames)
         info = probe_video(video)
-        finder = FaceFinder(config.detect_size)  # loaded before the clock starts, as one run loads it once
+        finder = FaceFinder()  # loaded before the clock starts, as one run loads it once
 
         started = time.perf_counter()
         report = crop_files(video, Path(tmp) / "out", config, quiet=True)
         fast = time.perf_counter() - started
-        tracks, count = find_tracks(info, config, finder, quiet=True)
+        tracks, times = find_tracks(info, config, finder, quiet=True)
+        count = len(times)
 
         started = time.perf_counter()
         full = [finder.boxes(pixels, 1.0) for pixels in iter_pixels(info)]

@@ -123,7 +123,7 @@ def main() -> None:
         mask_picture = np.concatenate([np.repeat(mask[..., None], 3, axis=2), to_float_rgb(np.asarray(outline))], 1)
         write_png(args.pictures / "crop_mask.png", np.asarray(Image.fromarray((mask_picture * 255).astype(np.uint8))
                                                               .resize((768, 384), Image.LANCZOS)))  # fmt: skip
-        pasted = to_float_rgb(PasteBack(photo, [PhotoFace(0, box, still, mask)]).compose([animated]))
+        pasted = to_float_rgb(PasteBack(photo, [PhotoFace(0, box, mask)]).compose([animated]))
         margin = side // 6
         view = (slice(max(box[1] - margin, 0), box[3] + margin), slice(max(box[0] - margin, 0), box[2] + margin))
         gap = np.full((photo[view].shape[0], 12, 3), 1.0, np.float32)

@@ -159,7 +159,7 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     if args.crop:
         return _animate_footage(args, checkpoint, depth_weights, inference)
     for flag in ("paste_back", "face", "mask_feather", "detect_every", "detect_size"):
-        if getattr(args, flag) not in (None, False):
+        if getattr(args, flag) is not None and getattr(args, flag) is not False:
             raise DaganError(f"--{flag.replace('_', '-')} works with --crop only")
     report = animate_files(
         args.source[0] if len(args.source) == 1 else args.source,
@@ -209,6 +209,8 @@ def _animate_footage(
     given = [flag for flag, on in unsupported.items() if on]
     if given:
         raise DaganError(f"{given[0]} does not work with --crop: each driving clip starts from its own first frame")
+    if args.mask_feather is not None and not args.paste_back:
+        raise DaganError("--mask-feather works with --paste-back only")
     report = animate_footage(
         args.source[0],
         args.driving,
@@ -530,7 +532,7 @@ def _add_crop_detection_flags(p: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=None,
         metavar="K",
-        help=f"detect faces on every K-th frame and at scene cuts, interpolating in between "
+        help=f"detect faces on every K-th frame and at scene cuts, following them in between "
         f"(default {CropConfig.detect_every}; 1 detects on every frame)",
     )
     p.add_argument(
@@ -539,7 +541,7 @@ def _add_crop_detection_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PX",
         help=f"shrink frames to this long side for face detection (default {CropConfig.detect_size}; "
-        f"faces of about 80 pixels and more at that size are found; photos use {2.5:g}x)",
+        f"faces of about 80 pixels and more at that size are found; photos use {CropConfig.photo_detect_factor:g}x)",
     )
 
 

@@ -246,14 +246,18 @@ class CropConfig:
     size: int = 256
     #: A margin added on each side, as a fraction of the framed box's side (first-order-model's ``--increase``).
     increase: float = 0.0
+    #: The largest ``increase`` taken: five times the framed side is already far more than any face needs.
+    max_increase: float = 2.0
     #: A face belongs to a clip while its box overlaps the clip's first box by at least this IoU.
     iou: float = 0.25
     min_frames: int = 10
     format: CropFormat = "mp4"
-    #: Faces are detected on every k-th frame (and at scene cuts), and interpolated in between.
+    #: Faces are detected on every k-th frame (and at scene cuts) and followed from detection to detection.
     detect_every: int = 5
     #: Frames are shrunk to this long side for detection; dlib's HOG finds faces of ~80 pixels and up there.
     detect_size: int = 640
+    #: Photos are searched at this many times ``detect_size``: done once, it can afford to find smaller faces.
+    photo_detect_factor: float = 2.5
     face_fraction: float = 0.49
     face_offset_x: float = 0.02
     face_offset_y: float = 0.11

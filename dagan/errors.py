@@ -1,5 +1,7 @@
 """The one exception type that means "the user's input is wrong", not "the code is wrong"."""
 
+import sys
+
 
 class DaganError(Exception):
     """A problem with the user's input or environment, reported as one line with exit code 2."""
@@ -13,6 +15,4 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 def warn(message: str) -> None:
     """Tell the user about something skipped or doubtful, on one line of standard error; the run goes on."""
-    import sys
-
     print(f"dagan: warning: {message}", file=sys.stderr)

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
-from dagan.errors import DaganError
+from dagan.errors import DaganError, first_line
 from dagan.io.image import to_uint8
 
 Detector = Literal["hog", "cnn"]
@@ -83,6 +83,13 @@ class Face:
     embedding: np.ndarray  # (128,)
 
 
+def _rgb_pixels(image: np.ndarray) -> np.ndarray:
+    """Contiguous uint8 RGB (H, W, 3), what dlib takes, from a frame or pixels with or without alpha."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise DaganError(f"face detection needs an RGB image, got an array of shape {image.shape}")
+    return np.ascontiguousarray((image if image.dtype == np.uint8 else to_uint8(image))[..., :3])
+
+
 class FaceAnalyzer:
     """Detect the largest face of RGB images and describe it.
 
@@ -98,22 +105,25 @@ class FaceAnalyzer:
 
     def find_boxes(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Every face box (left, top, right, bottom) of an RGB image, largest first."""
-        pixels = np.ascontiguousarray(image if image.dtype == np.uint8 else to_uint8(image))[..., :3]
-        found = self._find(pixels, self.upsample)
+        pixels = _rgb_pixels(image)
+        try:
+            found = self._find(pixels, self.upsample)
+        except RuntimeError as exc:  # dlib's own checks (image too small for the CNN, odd layouts)
+            raise DaganError(f"face detection failed on a {pixels.shape[1]}x{pixels.shape[0]} image ({exc})") from exc
         rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
         rects.sort(key=lambda r: -r.width() * r.height())
         return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
 
     def landmarks(self, image: np.ndarray, box: Iterable[float]) -> np.ndarray:
         """The 68 landmarks (x, y pixels) of the face in ``box`` (left, top, right, bottom) of an RGB image."""
-        pixels = np.ascontiguousarray(image if image.dtype == np.uint8 else to_uint8(image))[..., :3]
+        pixels = _rgb_pixels(image)
         left, top, right, bottom = (int(round(v)) for v in box)
         shape = self._shape(pixels, _dlib().rectangle(left, top, right, bottom))
         return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
     def analyze(self, image: np.ndarray) -> Face | None:
         """The largest face of an RGB image ([0, 1] float or uint8), or None when none is found."""
-        pixels = np.ascontiguousarray(image if image.dtype == np.uint8 else to_uint8(image))[..., :3]
+        pixels = _rgb_pixels(image)
         found = self._find(pixels, self.upsample)
         rects = [d.rect for d in found] if self.detector == "cnn" else list(found)
         if not rects:
@@ -195,7 +205,7 @@ def head_mask(landmarks: np.ndarray, side: int, feather: float) -> np.ndarray:
     """
     from PIL import Image, ImageDraw
     from scipy.ndimage import distance_transform_edt
-    from scipy.spatial import ConvexHull
+    from scipy.spatial import ConvexHull, QhullError
     from scipy.special import erfc
 
     jaw, chin, brows = landmarks[0:17], landmarks[8], landmarks[17:27].mean(axis=0)
@@ -204,7 +214,10 @@ def head_mask(landmarks: np.ndarray, side: int, feather: float) -> np.ndarray:
     below_brows = ((brows - jaw) @ up)[:, None]
     top = jaw + (1.0 + HAIR_HEIGHT) * below_brows * up
     outline = np.concatenate([jaw, top, landmarks[17:27]])
-    hull = outline[ConvexHull(outline).vertices]
+    try:
+        hull = outline[ConvexHull(outline).vertices]
+    except (QhullError, ValueError) as exc:  # every landmark on one line: no face outline to mask
+        raise DaganError(f"the face's landmarks do not outline a face ({first_line(exc)})") from exc
     canvas = Image.new("L", (side, side), 0)
     ImageDraw.Draw(canvas).polygon([tuple(point) for point in hull], fill=1)
     inside = np.asarray(canvas, dtype=bool)

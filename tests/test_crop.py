@@ -104,7 +104,7 @@ def test_the_default_framing_reproduces_the_sample_voxceleb_crop():
     from dagan.io.video import iter_pixels, probe_video
     from dagan.pipelines.crop import FaceFinder
 
-    finder = FaceFinder(640)
+    finder = FaceFinder()
     boxes = [b[0] for b in (finder.boxes(p, 1.0) for p in iter_pixels(probe_video(DRIVING))) if b]
     framed = framing_box(np.array(boxes))
     assert iou(framed, (0, 0, 256, 256)) > 0.9, framed
@@ -221,3 +221,42 @@ def test_crop_refuses_a_folder_that_is_not_empty_and_bad_options(tmp_path, capsy
     assert exit_info.value.code == 2
     assert main(["crop", "--input", str(tmp_path / "none.mp4"), "--out", str(tmp_path / "o3")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+@needs_sample
+def test_inputs_sharing_a_stem_are_all_cropped_under_their_full_names(tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _photo_with_portraits(inputs / "talk.png", [(100, 100)])
+    write_footage(inputs / "talk.mp4", TWO_SCENES[1:], audio=False)
+    out = tmp_path / "out"
+    assert main(["crop", "--input", str(inputs), "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "tracks.csv", encoding="utf-8")))
+    assert sorted(row["file"] for row in rows) == ["talk_mp4_0.mp4", "talk_png_0.png"]
+
+
+@needs_sample
+def test_a_failure_part_way_through_a_folder_leaves_no_crops_behind(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _photo_with_portraits(inputs / "a.png", [(100, 100)])
+    (inputs / "b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    out = tmp_path / "out"
+    assert main(["crop", "--input", str(inputs), "--out", str(out), "--quiet"]) == 2
+    assert "b.mp4" in capsys.readouterr().err
+    assert not out.exists(), "the new --out folder, with the crops made before the failure, must go"
+
+
+def test_a_frame_folder_of_mixed_sizes_is_refused_by_name(tmp_path):
+    from dagan.errors import DaganError
+    from dagan.io.video import iter_timed_pixels, probe_video
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    write_png(frames / "000000.png", np.zeros((64, 64, 3), np.float32))
+    write_png(frames / "000001.png", np.zeros((80, 64, 3), np.float32))
+    stream = iter_timed_pixels(probe_video(frames), 32)
+    seconds, first = next(stream)
+    assert seconds == 0 and first.shape == (32, 32, 3) and first.dtype == np.uint8
+    with pytest.raises(DaganError, match="000001.png.*one size"):
+        next(stream)

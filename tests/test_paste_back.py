@@ -65,7 +65,7 @@ def test_paste_back_changes_the_photo_only_through_the_mask():
     side = 200
     mask = head_mask(_landmarks(side), side, 0.06)
     # The box runs past the photo's top and left: only the part inside is pasted.
-    face = PhotoFace(0, (-30, -20, side - 30, side - 20), np.zeros((64, 64, 3), np.float32), mask)
+    face = PhotoFace(0, (-30, -20, side - 30, side - 20), mask)
     composer = PasteBack(photo, [face])
     white = composer.compose([np.ones((64, 64, 3), np.float32)])
     black = composer.compose([np.zeros((64, 64, 3), np.float32)])
@@ -172,8 +172,13 @@ def test_footage_flags_need_crop(tmp_path, capsys):
     for extra in (["--reference", "0"], ["--side-by-side"], ["--save-depth", str(tmp_path / "d.mp4")]):
         assert main(["animate", "--source", str(image), "--driving", str(image), "--crop", *extra]) == 2
         assert "does not work with --crop" in capsys.readouterr().err
-    assert main(["animate", "--source", str(image), "--driving", str(image), "--crop", "--face", "left"]) == 2
-    assert "--face takes a face index" in capsys.readouterr().err
+    for word in ("left", "²", "-1"):
+        assert main(["animate", "--source", str(image), "--driving", str(image), "--crop", "--face", word]) == 2
+        assert "--face takes a face index" in capsys.readouterr().err
+    assert main(["animate", "--source", str(image), "--driving", str(image), "--crop", "--mask-feather", "0.1"]) == 2
+    assert "--mask-feather works with --paste-back only" in capsys.readouterr().err
+    assert main(["animate", "--source", str(image), "--driving", str(image), "--mask-feather", "0"]) == 2
+    assert "works with --crop only" in capsys.readouterr().err
     assert read_image(image).shape == (64, 64, 3)
 
 

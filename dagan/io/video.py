@@ -133,18 +133,34 @@ def iter_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[np.nda
     The one exception to the frame contract, for tools that look at large frames only in part
     (``dagan crop`` cuts a face out before converting it; detection runs on a shrunk copy).
     """
+    for _, pixels in iter_timed_pixels(info, max_side):
+        yield pixels
+
+
+def iter_timed_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[tuple[float, np.ndarray]]:
+    """``iter_pixels`` with each frame's presentation time in seconds (phone videos often vary their frame rate).
+
+    Every frame must have the first one's size: a frame folder of mixed sizes is refused, naming the file.
+    """
 
     def shrunk_size(width: int, height: int) -> tuple[int, int]:
         scale = 1.0 if max_side is None else min(1.0, max_side / max(width, height))
         return max(1, round(width * scale)), max(1, round(height * scale))
 
     if info.is_directory:
-        for file in list_frame_files(info.path):
+        first_size = None
+        for index, file in enumerate(list_frame_files(info.path)):
             pixels = to_uint8(read_image(file))
+            first_size = first_size or pixels.shape[:2]
+            if pixels.shape[:2] != first_size:
+                raise DaganError(
+                    f"frame {file} is {pixels.shape[1]}x{pixels.shape[0]}, unlike the folder's first frame "
+                    f"({first_size[1]}x{first_size[0]}): a frame folder holds one size"
+                )
             width, height = shrunk_size(pixels.shape[1], pixels.shape[0])
             if (width, height) != (pixels.shape[1], pixels.shape[0]):
                 pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.BILINEAR, reducing_gap=2.0))
-            yield pixels
+            yield index / float(info.fps), pixels
         return
     decoded = 0
     try:
@@ -152,27 +168,32 @@ def iter_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[np.nda
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
+                seconds = frame.time if frame.time is not None else decoded / float(info.fps)
                 decoded += 1
                 width, height = shrunk_size(frame.width, frame.height)
                 if (width, height) == (frame.width, frame.height):
-                    yield frame.to_ndarray(format="rgb24")
+                    yield seconds, frame.to_ndarray(format="rgb24")
                 else:
-                    yield frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+                    yield seconds, frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise DaganError(f"video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
 
 
-def media_files_by_stem(folder: str | Path) -> dict[str, Path]:
-    """The images and videos of a folder keyed by file stem, in name order, without hidden files (``._x.png``)."""
+def list_media_files(folder: str | Path) -> list[Path]:
+    """The images and videos of a folder in name order, without hidden files (``._x.png``)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DaganError(f"{folder} is not a folder")
-    files = sorted(
+    return sorted(
         p
         for p in folder.iterdir()
         if p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES and not p.name.startswith(".")
     )
-    return {p.stem: p for p in files}
+
+
+def media_files_by_stem(folder: str | Path) -> dict[str, Path]:
+    """The images and videos of a folder keyed by file stem, in name order, without hidden files (``._x.png``)."""
+    return {p.stem: p for p in list_media_files(folder)}
 
 
 def read_audio(path: str | Path, sample_rate: int = 16000) -> np.ndarray:
@@ -347,7 +368,7 @@ class Mp4Writer(_FinishedOnSuccess):
                 if self._audio_source is not None:
                     self._audio_source.close()
             self._container.close()
-        except (av.FFmpegError, OSError) as exc:  # a full disk shows here, when the file is finished
+        except (av.FFmpegError, OSError, ValueError) as exc:  # a full disk shows here, when the file is finished
             self.abort()
             raise DaganError(describe_write_failure(self.path, exc)) from exc
         except BaseException:

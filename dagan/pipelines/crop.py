@@ -18,6 +18,7 @@ import dataclasses
 import io
 import itertools
 import math
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,15 +38,14 @@ from dagan.io.video import (
     PngDirectoryWriter,
     VideoInfo,
     iter_pixels,
-    media_files_by_stem,
+    iter_timed_pixels,
+    list_media_files,
     probe_video,
 )
 
 TRACKS_HEADER = ("file", "face", "start", "end", "x0", "y0", "x1", "y1")
 #: Side of the thumbnail that scene cuts are measured on.
 THUMBNAIL = 64
-#: Photos are searched at this many times ``detect_size``: done once, it can afford to find smaller faces.
-PHOTO_DETECT_FACTOR = 2.5
 #: A face that leaves its clip's box goes on as the same face when its box overlaps its last one this much.
 SAME_FACE_IOU = 0.3
 #: The contact sheet: tiles of this width, this many per row, at most this many.
@@ -151,7 +151,8 @@ class Clip:
     start: int
     end: int
     box: tuple[int, int, int, int]
-    face_size: float
+    #: When the clip starts and ends in the input, in seconds: its audio span.
+    seconds: tuple[float, float] = (0.0, 0.0)
 
     def row(self) -> list[object]:
         """The clip's line of ``tracks.csv``."""
@@ -161,11 +162,10 @@ class Clip:
 class FaceFinder:
     """Detects faces on shrunk frames and reports their boxes in input pixels."""
 
-    def __init__(self, detect_size: int):
+    def __init__(self):
         from dagan.face import FaceAnalyzer
 
         self.analyzer = FaceAnalyzer()
-        self.detect_size = detect_size
 
     def boxes(self, shrunk: np.ndarray, scale: float) -> list[Box]:
         """Faces of ``shrunk`` (an input frame times ``scale``), largest first, in input pixels."""
@@ -214,7 +214,8 @@ class FaceTracker:
             moved = max(unmatched_tracks, key=lambda track: iou(box, track.keys[-1][1]), default=None)
             if moved is not None and iou(box, moved.keys[-1][1]) >= SAME_FACE_IOU:
                 unmatched_tracks.remove(moved)
-                self._finish(moved, frame)
+                # Seen in between: the old clip runs up to here. Missed in between: up to its last sighting.
+                self._finish(moved, frame if moved.missed == 0 else moved.keys[-1][0] + 1)
                 self._start(frame, box, moved.face)
             else:
                 self._start(frame, box)
@@ -238,12 +239,13 @@ def thumbnail(pixels: np.ndarray) -> np.ndarray:
 
 def find_tracks(
     info: VideoInfo, config: CropConfig, finder: FaceFinder | None = None, quiet: bool = False
-) -> tuple[list[Track], int]:
-    """The first pass over a video: its face tracks and its frame count."""
-    finder = finder or FaceFinder(config.detect_size)
+) -> tuple[list[Track], list[float]]:
+    """The first pass over a video: its face tracks and every frame's time in seconds."""
+    finder = finder or FaceFinder()
     tracker = FaceTracker(config)
     previous: tuple[int, np.ndarray, np.ndarray] | None = None  # (frame, shrunk, thumbnail)
-    last_detected, count, scale = -1, 0, 1.0
+    last_detected, scale = -1, 1.0
+    times: list[float] = []
 
     def detect(frame: int, shrunk: np.ndarray) -> None:
         nonlocal last_detected
@@ -252,7 +254,7 @@ def find_tracks(
 
     desc = f"find faces {info.path.name}"
     with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc=desc) as bar:
-        for frame, shrunk in enumerate(iter_pixels(info, config.detect_size)):
+        for frame, (seconds, shrunk) in enumerate(iter_timed_pixels(info, config.detect_size)):
             if frame == 0:
                 scale = shrunk.shape[1] / (info.width or shrunk.shape[1])
             small = thumbnail(shrunk)
@@ -268,22 +270,23 @@ def find_tracks(
             if is_cut or last_detected < 0 or frame - last_detected >= config.detect_every:
                 detect(frame, shrunk)
             previous = (frame, shrunk, small)
-            count += 1
+            times.append(seconds)
             bar.update(1)
     if previous is not None and last_detected != previous[0]:
         detect(previous[0], previous[1])
     tracker.cut()
-    return sorted(tracker.finished, key=lambda track: (track.start, track.face)), count
+    return sorted(tracker.finished, key=lambda track: (track.start, track.face)), times
 
 
 def clips_of(
-    tracks: list[Track], stem: str, config: CropConfig, suffix: str, name_of: str = ""
+    tracks: list[Track], times: list[float], stem: str, config: CropConfig, suffix: str, name_of: str = ""
 ) -> tuple[list[Clip], dict[str, int]]:
     """The clips worth writing, named ``<stem>_<index><suffix>``, and how many were skipped and why.
 
-    ``name_of`` names the input in warnings (default: ``stem``).
+    ``times`` are the input's frame times (``find_tracks``); ``name_of`` names the input in warnings.
     """
     name_of = name_of or stem
+    step = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.04
     clips, skipped = [], {"short": 0, "small": 0}
     for track in tracks:
         if track.end - track.start < config.min_frames:
@@ -299,15 +302,17 @@ def clips_of(
             skipped["small"] += 1
             continue
         name = f"{stem}_{len(clips)}{suffix}"
-        clips.append(Clip(name, track.face, track.start, track.end, framing_box(boxes, config), face_size))
+        end_time = times[track.end] if track.end < len(times) else times[-1] + step
+        seconds = (times[track.start], end_time)
+        clips.append(Clip(name, track.face, track.start, track.end, framing_box(boxes, config), seconds))
     return clips, skipped
 
 
 def photo_faces(image: np.ndarray, config: CropConfig, finder: FaceFinder | None = None) -> list[Box]:
     """Face boxes of a photo (float frame or uint8), in its pixels, left to right."""
-    finder = finder or FaceFinder(config.detect_size)
+    finder = finder or FaceFinder()
     pixels = image if image.dtype == np.uint8 else to_uint8(image)
-    limit = round(config.detect_size * PHOTO_DETECT_FACTOR)
+    limit = round(config.detect_size * config.photo_detect_factor)
     scale = min(1.0, limit / max(pixels.shape[:2]))
     if scale < 1:
         size = (max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale)))
@@ -344,7 +349,7 @@ def draw_boxes(pixels: np.ndarray, boxes: list[tuple[Sequence[float], str]], wid
 
 
 def contact_sheet(tiles: list[Image.Image], more: int = 0) -> Image.Image:
-    """Tiles in rows of PREVIEW_COLUMNS on a dark background; ``more`` counts tiles left out."""
+    """Tiles in rows of PREVIEW_COLUMNS on a dark background; ``more`` counts the crops without a tile."""
     if not tiles:
         tiles = [Image.new("RGB", (PREVIEW_TILE, PREVIEW_TILE // 2), (40, 40, 40))]
         ImageDraw.Draw(tiles[0]).text((10, 10), "no face found", fill=(255, 255, 255))
@@ -356,7 +361,7 @@ def contact_sheet(tiles: list[Image.Image], more: int = 0) -> Image.Image:
     for index, tile in enumerate(tiles):
         sheet.paste(tile, ((index % columns) * PREVIEW_TILE, (index // columns) * row_height))
     if more:
-        ImageDraw.Draw(sheet).text((6, rows * row_height + 4), f"... and {more} more", fill=(255, 255, 255))
+        ImageDraw.Draw(sheet).text((6, rows * row_height + 4), f"... and {more} more crops", fill=(255, 255, 255))
     return sheet
 
 
@@ -385,7 +390,7 @@ def crop_inputs(path: Path) -> list[Path]:
     if not path.exists():
         raise DaganError(f"--input {path} does not exist")
     if path.is_dir():
-        files = list(media_files_by_stem(path).values())
+        files = list_media_files(path)
         if not files:
             raise DaganError(f"--input folder {path} holds no videos or images")
         return files
@@ -394,12 +399,16 @@ def crop_inputs(path: Path) -> list[Path]:
     return [path]
 
 
-def _write_clips(info: VideoInfo, clips: list[Clip], out: Path, config: CropConfig, quiet: bool) -> list[Image.Image]:
-    """The second pass: every clip's box cut out of the full frames and written; returns preview tiles."""
+def _write_clips(
+    info: VideoInfo, clips: list[Clip], out: Path, config: CropConfig, quiet: bool, tile_budget: int
+) -> list[Image.Image]:
+    """The second pass: every clip's box cut out of the full frames and written; returns (at most
+    ``tile_budget``) preview tiles."""
     tiles: list[Image.Image] = []
     writing: list[tuple[Clip, Mp4Writer | PngDirectoryWriter]] = []
     audio = info.path if info.has_audio else None
     last = max((clip.end for clip in clips), default=0)
+    decoded = 0
     try:
         desc = f"crop {info.path.name}"
         with tqdm(total=last, unit="frame", disable=quiet, file=sys.stderr, desc=desc) as bar:
@@ -409,10 +418,9 @@ def _write_clips(info: VideoInfo, clips: list[Clip], out: Path, config: CropConf
                         if config.format == "png":
                             writer = PngDirectoryWriter(out / clip.file, overwrite=True)
                         else:
-                            span = (clip.start / float(info.fps), clip.end / float(info.fps))
-                            writer = Mp4Writer(out / clip.file, info.fps, audio, audio_span=span)
+                            writer = Mp4Writer(out / clip.file, info.fps, audio, audio_span=clip.seconds)
                         writing.append((clip, writer))
-                    if (clip.start + clip.end) // 2 == frame and len(tiles) < PREVIEW_TILES:
+                    if (clip.start + clip.end) // 2 == frame and len(tiles) < tile_budget:
                         label = f"{clip.file}  face {clip.face}  frames {clip.start}-{clip.end}"
                         tiles.append(draw_boxes(pixels, [(clip.box, label)], PREVIEW_TILE))
                 for clip, writer in writing:
@@ -420,15 +428,16 @@ def _write_clips(info: VideoInfo, clips: list[Clip], out: Path, config: CropConf
                 for clip, writer in [item for item in writing if item[0].end == frame + 1]:
                     writing.remove((clip, writer))
                     writer.close()
+                decoded += 1
                 bar.update(1)
     except BaseException:
         for _, writer in writing:
             writer.abort()
         raise
-    if writing:  # the second reading gave fewer frames than the first
+    if decoded < last:
         for _, writer in writing:
             writer.abort()
-        raise DaganError(f"{info.path} ended early on its second reading")
+        raise DaganError(f"{info.path} gave {decoded} frames on its second reading, {last} on its first")
     return tiles
 
 
@@ -448,64 +457,87 @@ def crop_files(
         raise DaganError(f"--size must be an even number of pixels, at least 16, got {config.size}")
     if not 0 < config.iou <= 1:
         raise DaganError(f"--iou must be in (0, 1], got {config.iou}")
-    if not 0 <= config.increase <= 10:
-        raise DaganError(f"--increase must be between 0 and 10, got {config.increase}")
+    if not 0 <= config.increase <= config.max_increase:
+        raise DaganError(f"--increase must be between 0 and {config.max_increase:g}, got {config.increase}")
     inputs = crop_inputs(Path(input))
     out = Path(out)
     check_outputs({"--out": out}, {"--input": inputs}, folders=["--out"])
     if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
         raise DaganError(f"--out {out} is not empty: give a new or empty folder")
     report = CropReport(clips=[], inputs=len(inputs))
-    finder = FaceFinder(config.detect_size)
+    finder = FaceFinder()
     tiles: list[Image.Image] = []
+    left_out = 0  # clips and photos without a tile in the preview
     stems = [path.stem for path in inputs]
     with removed_if_failed_empty(out):
         check_writable_directory(out)
-        for path in inputs:
-            stem = path.stem if stems.count(path.stem) == 1 else path.name.replace(".", "_")
-            if path.suffix.lower() in IMAGE_SUFFIXES:
-                clips, image_tiles = _crop_photo(path, stem, out, config, finder)
-                tiles += image_tiles
-                report.frames += 1
-            else:
-                info = probe_video(path, "--input")
-                tracks, frames = find_tracks(info, config, finder, quiet)
-                suffix = "" if config.format == "png" else ".mp4"
-                clips, skipped = clips_of(tracks, stem, config, suffix, path.name)
-                report.skipped_short += skipped["short"]
-                report.skipped_small += skipped["small"]
-                report.frames += frames
-                tiles += _write_clips(info, clips, out, config, quiet)
-            report.clips += clips
-        report.tracks = out / "tracks.csv"
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(TRACKS_HEADER)
-        writer.writerows(clip.row() for clip in report.clips)
-        with atomic_output(report.tracks) as tmp:
-            tmp.write_text(buffer.getvalue(), encoding="utf-8")
-        report.preview = out / "preview.jpg"
-        sheet = contact_sheet(tiles[:PREVIEW_TILES], max(0, len(report.clips) - PREVIEW_TILES))
-        with atomic_output(report.preview) as tmp:
-            sheet.save(tmp, format="JPEG", quality=90)
+        try:
+            for path in inputs:
+                stem = path.stem if stems.count(path.stem) == 1 else path.name.replace(".", "_")
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    clips, tile, small = _crop_photo(path, stem, out, config, finder)
+                    report.skipped_small += small
+                    report.frames += 1
+                    if len(tiles) < PREVIEW_TILES:
+                        tiles.append(tile)
+                    else:
+                        left_out += 1
+                else:
+                    info = probe_video(path, "--input")
+                    tracks, times = find_tracks(info, config, finder, quiet)
+                    suffix = "" if config.format == "png" else ".mp4"
+                    clips, skipped = clips_of(tracks, times, stem, config, suffix, path.name)
+                    report.skipped_short += skipped["short"]
+                    report.skipped_small += skipped["small"]
+                    report.frames += len(times)
+                    report.clips += clips  # listed before they are written, so a failure removes them
+                    video_tiles = _write_clips(info, clips, out, config, quiet, PREVIEW_TILES - len(tiles))
+                    tiles += video_tiles
+                    left_out += len(clips) - len(video_tiles)
+                    continue
+                report.clips += clips
+            _write_tracks(out / "tracks.csv", report.clips)
+            with atomic_output(out / "preview.jpg") as tmp:
+                contact_sheet(tiles, left_out).save(tmp, format="JPEG", quality=90)
+        except BaseException:
+            # --out was new or empty: what this run wrote goes, so a rerun is not refused as "not empty".
+            for clip in report.clips:
+                target = out / clip.file
+                if target.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+            raise
+    report.tracks, report.preview = out / "tracks.csv", out / "preview.jpg"
     return report
+
+
+def _write_tracks(path: Path, clips: list[Clip]) -> None:
+    """``tracks.csv``: TRACKS_HEADER, then one row per clip or photo crop."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TRACKS_HEADER)
+    writer.writerows(clip.row() for clip in clips)
+    with atomic_output(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
 def _crop_photo(
     path: Path, stem: str, out: Path, config: CropConfig, finder: FaceFinder
-) -> tuple[list[Clip], list[Image.Image]]:
-    """One ``<stem>_<face>.png`` per face of a photo, and its preview tile."""
+) -> tuple[list[Clip], Image.Image, int]:
+    """One ``<stem>_<face>.png`` per face of a photo; its preview tile; how many faces were too small."""
     image = read_image(path)
-    faces = usable_faces(photo_faces(image, config, finder), config, path.name)
+    found = photo_faces(image, config, finder)
+    faces = usable_faces(found, config, path.name)
     clips = []
     for index, box in faces:
         crop_box = framing_box(np.array([box]), config)
-        clip = Clip(f"{stem}_{index}.png", index, 0, 1, crop_box, box[2] - box[0])
+        clip = Clip(f"{stem}_{index}.png", index, 0, 1, crop_box)
         write_png(out / clip.file, crop_square(image, crop_box, config.size))
         clips.append(clip)
     labels = [(clip.box, f"{clip.file}  face {clip.face}") for clip in clips]
     width = PREVIEW_TILE * (2 if image.shape[1] > image.shape[0] else 1)
-    return clips, [draw_boxes(to_uint8(image), labels, width)]
+    return clips, draw_boxes(to_uint8(image), labels, width), len(found) - len(faces)
 
 
 def crop_config(**values: object) -> CropConfig:

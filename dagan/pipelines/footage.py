@@ -44,27 +44,27 @@ from dagan.pipelines.crop import (
 
 @dataclass
 class PhotoFace:
-    """One face of the source photo: its index (left to right), crop box, crop and paste-back mask."""
+    """One face of the source photo: its index (left to right), crop box and paste-back mask."""
 
     index: int
     box: tuple[int, int, int, int]
-    crop: np.ndarray
-    mask: np.ndarray  # (side, side) float32 in [0, 1], in the crop box's pixels
+    #: (side, side) float32 in [0, 1] in the crop box's pixels; None when nothing is pasted back.
+    mask: np.ndarray | None
 
 
 def parse_face(text: str | int | None) -> int | str | None:
     """``--face``: a face index (digits) or ``all``; None means the largest face."""
     if text is None or isinstance(text, int) or text == "all":
         return text
-    if str(text).isdigit():
+    if str(text).isascii() and str(text).isdigit():
         return int(text)
     raise DaganError(f"--face takes a face index (0 is the leftmost) or 'all', not {text!r}")
 
 
 def photo_crops(
-    photo: np.ndarray, name: str, face: int | str | None, size: int, feather: float, config: CropConfig
+    photo: np.ndarray, name: str, face: int | str | None, feather: float | None, config: CropConfig
 ) -> list[PhotoFace]:
-    """The chosen faces of a photo (``--face``), each cut out at ``size`` with its mask."""
+    """The chosen faces of a photo (``--face``), each with its crop box and (given a ``feather``) its mask."""
     from dagan.face import FaceAnalyzer, head_mask
 
     found = photo_faces(photo, config)
@@ -83,14 +83,16 @@ def photo_crops(
         raise DaganError(f"--face {face} of {name} is under {config.min_face} pixels wide, too small to animate")
     else:
         chosen = [face]
-    analyzer = FaceAnalyzer()
+    analyzer = FaceAnalyzer() if feather is not None else None
     pixels = to_uint8(photo)
     faces = []
     for index in chosen:
         box = framing_box(np.array([usable[index]]), config)
-        landmarks = analyzer.landmarks(pixels, usable[index]) - np.array(box[:2], dtype=np.float64)
-        mask = head_mask(landmarks, box[2] - box[0], feather)
-        faces.append(PhotoFace(index, box, crop_square(photo, box, size), mask))
+        mask = None
+        if analyzer is not None:
+            landmarks = analyzer.landmarks(pixels, usable[index]) - np.array(box[:2], dtype=np.float64)
+            mask = head_mask(landmarks, box[2] - box[0], feather)
+        faces.append(PhotoFace(index, box, mask))
     return faces
 
 
@@ -107,6 +109,8 @@ class PasteBack:
     """Blends animated face crops into a photo at its full resolution, each through its fixed mask."""
 
     def __init__(self, photo: np.ndarray, faces: list[PhotoFace]):
+        if any(face.mask is None for face in faces):
+            raise ValueError("PasteBack needs every face's mask")
         self.photo = to_uint8(photo)
         self.faces = faces
         height, width = self.photo.shape[:2]
@@ -181,8 +185,7 @@ def animate_footage(
         raise DaganError("--crop takes a driving video or frame folder, not a still image")
     photo = read_image(source)
     info = probe_video(driving)
-    size = animator.size if animator else 256
-    faces = photo_crops(photo, source.name, face, size, feather, crop)
+    faces = photo_crops(photo, source.name, face, feather if paste_back else None, crop)
     several = len(faces) > 1 and not paste_back
     if output is None:
         output, to_folder = Path("result/" if several else "result.mp4"), several
@@ -196,10 +199,12 @@ def animate_footage(
         outputs = [output / f"{source.stem}_{f.index}.mp4" for f in faces]
     if outputs[0].suffix.lower() != ".mp4":
         raise DaganError(f"--output {output} must end in .mp4 with --crop (or be a folder ending in /)")
+    if not to_folder and not (output.parent if str(output.parent) else Path(".")).is_dir():
+        raise DaganError(f"cannot write {output}: directory {output.parent} does not exist")
     check_outputs({f"--output ({p.name})": p for p in outputs}, inputs)
 
-    tracks, _ = find_tracks(info, crop, FaceFinder(crop.detect_size), quiet)
-    clips, _ = clips_of(tracks, driving.stem, crop, "", driving.name)
+    tracks, times = find_tracks(info, crop, FaceFinder(), quiet)
+    clips, _ = clips_of(tracks, times, driving.stem, crop, "", driving.name)
     clips = driving_clips(clips)
     if not clips:
         raise DaganError(f"no face found in the driving video {driving} (none followed for {crop.min_frames} frames)")
@@ -207,7 +212,7 @@ def animate_footage(
     batch_size = default_batch_size(animator.device) if batch_size is None else batch_size
     motion = {"relative": relative, "adapt_scale": adapt_scale, "batch_size": batch_size}
     motion.update(smooth=smooth, fps=float(info.fps))
-    sources = [f.crop for f in faces]
+    sources = [crop_square(photo, f.box, animator.size) for f in faces]
 
     def predictions() -> Iterator[list[np.ndarray]]:
         """Per driving frame, one prediction per face; the last one again where no clip is."""
