@@ -1,9 +1,10 @@
 """Real footage to talking-head crops: find faces, follow them, frame them as VoxCeleb does (``dagan crop``).
 
-A video is read twice, both times streamed. The first pass shrinks each frame (``CropConfig.detect_size``),
-looks for scene cuts on a thumbnail of it, detects faces every ``detect_every`` frames and at cuts,
-and follows each face by the IoU of its box with the first box of its clip. The second pass cuts
-every clip's one fixed square box out of the full frames and encodes it, with the audio of its span.
+A video is read twice, both times streamed and decoded on a thread of its own ahead of the work.
+The first pass shrinks each frame (``CropConfig.detect_size``), looks for scene cuts on a thumbnail
+of it, detects faces every ``detect_every`` frames and at cuts, and follows each face by the IoU of
+its box with the first box of its clip. The second pass cuts every clip's one fixed square box out
+of the full frames and encodes it, with the audio of its span.
 
 A clip ends at a scene cut, when its face is lost, or when the face leaves its first box (IoU under
 ``iou``); the same face then goes on in a new clip. This is the convention of first-order-model's
@@ -32,6 +33,7 @@ from dagan.config import CropConfig
 from dagan.errors import DaganError, warn
 from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, to_float_rgb, to_uint8, write_png
+from dagan.io.streaming import prefetch
 from dagan.io.video import (
     VIDEO_SUFFIXES,
     Mp4Writer,
@@ -101,15 +103,20 @@ def cut_square(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
     return np.pad(inside, pads[: image.ndim], mode="edge") if any(sum(p) for p in pads) else inside
 
 
+def crop_pixels(pixels: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
+    """``box`` of uint8 pixels resized to ``size`` square, still uint8 (what the clip writers take as it is)."""
+    region = cut_square(pixels, box)
+    if region.shape[0] == size:
+        return region
+    # Lanczos over the box's footprint: anti-aliased like resize_frame, and a few times faster on pixels.
+    return np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((size, size), Image.LANCZOS))
+
+
 def crop_square(image: np.ndarray, box: Sequence[int], size: int) -> np.ndarray:
     """``box`` of an image (uint8 pixels or a float frame) resized to ``size`` square, as a float32 frame."""
-    region = cut_square(image, box)
     if image.dtype == np.uint8:
-        if region.shape[0] != size:
-            # Lanczos over the box's footprint: anti-aliased like resize_frame, and a few times faster on pixels.
-            region = np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((size, size), Image.LANCZOS))
-        return to_float_rgb(region)
-    return resize_frame(region, size)
+        return to_float_rgb(crop_pixels(image, box, size))
+    return resize_frame(cut_square(image, box), size)
 
 
 @dataclass
@@ -254,7 +261,7 @@ def find_tracks(
 
     desc = f"find faces {info.path.name}"
     with tqdm(total=info.frame_count, unit="frame", disable=quiet, file=sys.stderr, desc=desc) as bar:
-        for frame, (seconds, shrunk) in enumerate(iter_timed_pixels(info, config.detect_size)):
+        for frame, (seconds, shrunk) in enumerate(prefetch(iter_timed_pixels(info, config.detect_size), 8)):
             if frame == 0:
                 scale = shrunk.shape[1] / (info.width or shrunk.shape[1])
             small = thumbnail(shrunk)
@@ -412,7 +419,7 @@ def _write_clips(
     try:
         desc = f"crop {info.path.name}"
         with tqdm(total=last, unit="frame", disable=quiet, file=sys.stderr, desc=desc) as bar:
-            for frame, pixels in enumerate(itertools.islice(iter_pixels(info), last)):
+            for frame, pixels in enumerate(prefetch(itertools.islice(iter_pixels(info), last), 8)):
                 for clip in clips:
                     if clip.start == frame:
                         if config.format == "png":
@@ -424,7 +431,7 @@ def _write_clips(
                         label = f"{clip.file}  face {clip.face}  frames {clip.start}-{clip.end}"
                         tiles.append(draw_boxes(pixels, [(clip.box, label)], PREVIEW_TILE))
                 for clip, writer in writing:
-                    writer.write(crop_square(pixels, clip.box, config.size))
+                    writer.write(crop_pixels(pixels, clip.box, config.size))
                 for clip, writer in [item for item in writing if item[0].end == frame + 1]:
                     writing.remove((clip, writer))
                     writer.close()
