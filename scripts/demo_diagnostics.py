@@ -18,7 +18,7 @@ import torch
 
 from dagan.assets import DEMO_MODEL
 from dagan.io.image import read_image
-from dagan.io.video import read_video_frames
+from dagan.io.video import read_video
 from dagan.pipelines.networks import load_animation_networks
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     with torch.no_grad():
         for source_path in sorted((args.eval_set / "source_self").glob("*.png")):
             source = _tensor(read_image(source_path))
-            frames, _ = read_video_frames(args.eval_set / "gt_self" / f"{source_path.stem}.mp4")
+            frames, _ = read_video(args.eval_set / "gt_self" / f"{source_path.stem}.mp4")
             truth = _tensor(frames[args.frame])
             depth_source = nets.depth(source)
             kp_source = nets.kp_detector(torch.cat([source, depth_source], 1))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dagan.io.image import read_image, to_uint8, write_png
-from dagan.io.video import read_video_frames
+from dagan.io.video import read_video
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     for name in names:
         source = to_uint8(read_image(args.eval_set / "source_cross" / f"{name}.png")[..., :3])
         videos = [
-            read_video_frames(args.eval_set / folder / f"{name}.mp4")[0]
+            read_video(args.eval_set / folder / f"{name}.mp4")[0]
             for folder in ("driving_cross", args.generated, "gt_cross")
         ]
         for index in (int(i) for i in args.frames.split(",")):

@@ -9,7 +9,7 @@ import torch
 
 from dagan.cli import main
 from dagan.io.image import read_image, to_uint8, write_png
-from dagan.io.video import iter_frames, probe_video, read_video_frames
+from dagan.io.video import iter_frames, probe_video, read_video
 from dagan.motion import movement_scale, transfer_motion
 from dagan.nn import Keypoints
 from dagan.pipelines.animate import Animator
@@ -24,7 +24,7 @@ def tiny_animator(tiny_files):
 
 @pytest.fixture(scope="module")
 def clip_frames(tiny_files):
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     return frames
 
 
@@ -212,7 +212,7 @@ def test_several_sources_share_one_pass_over_the_driving_video(tiny_files, tmp_p
     rng = np.random.default_rng(5)
     for name in ("ann", "bob", "cyd"):
         write_png(portraits / f"{name}.png", rng.random((72, 60, 3)).astype(np.float32))
-    driving_frames = len(read_video_frames(tiny_files["driving"])[0])
+    driving_frames = len(read_video(tiny_files["driving"])[0])
     seen = []
     real = animate_module.Animator.depth_and_keypoints
 
@@ -231,9 +231,9 @@ def test_several_sources_share_one_pass_over_the_driving_video(tiny_files, tmp_p
         alone = tmp_path / f"{name}.mp4"
         argv = ["--driving", tiny_files["driving"], "--batch-size", 2, "--output", alone]
         assert _cli(tiny_files, *argv, "--source", portraits / f"{name}.png") == 0
-        together = np.stack(read_video_frames(out / f"{name}.mp4")[0])
+        together = np.stack(read_video(out / f"{name}.mp4")[0])
         assert together.shape[0] == driving_frames
-        assert np.array_equal(together, np.stack(read_video_frames(alone)[0]))
+        assert np.array_equal(together, np.stack(read_video(alone)[0]))
     # Several files work as a folder does, and an output that is not a folder is refused.
     files = [portraits / "ann.png", portraits / "bob.png"]
     assert _cli(tiny_files, "--driving", tiny_files["driving"], "--output", tmp_path / "x.mp4", "--source", *files) == 2

@@ -15,7 +15,7 @@ from dagan.config import load_config
 from dagan.data.synth_eval import write_eval_set
 from dagan.io.checkpoint import DEPTH_CLASSIFIER_KEYS, read_safetensors
 from dagan.io.image import read_image
-from dagan.io.video import probe_video, read_video_frames
+from dagan.io.video import probe_video, read_video
 from dagan.nn.keypoint_detector import KeypointDetector
 from dagan.nn.landmark_net import LandmarkNet
 from dagan.pipelines.evaluate import EvaluateOptions, evaluate
@@ -39,7 +39,7 @@ def _shapes(network: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def _video(path):
-    frames, fps = read_video_frames(path)  # frames in [0, 1] already (dagan.io's frame contract)
+    frames, fps = read_video(path)  # frames in [0, 1] already (dagan.io's frame contract)
     return np.stack(frames).astype(np.float64), fps
 
 
@@ -49,7 +49,7 @@ def test_eval_set_has_ground_truth_for_cross_identity_pairs(synth_set):
     assert names == ["id0008_id0009#clip00", "id0009_id0008#clip00"]
     assert sorted(p.stem for p in (eval_set / "gt_self").glob("*.mp4")) == ["id0008#clip00", "id0009#clip00"]
     # Self-reenactment: the source is frame 0, the clip's other frames drive and are the truth.
-    assert len(read_video_frames(eval_set / "gt_self" / "id0008#clip00.mp4")[0]) == 5
+    assert len(read_video(eval_set / "gt_self" / "id0008#clip00.mp4")[0]) == 5
     for name in names:
         truth, _ = _video(eval_set / "gt_cross" / f"{name}.mp4")
         driving, _ = _video(eval_set / "driving_cross" / f"{name}.mp4")
@@ -71,7 +71,7 @@ def test_eval_set_has_ground_truth_for_cross_identity_pairs(synth_set):
             assert 0 < np.abs(gt["landmarks"] - dr["landmarks"]).mean() < 3
     demo_source = read_image(eval_set / "demo" / "source.png")
     assert demo_source.shape == (32, 32, 3)
-    assert len(read_video_frames(eval_set / "demo" / "driving.mp4")[0]) == 8
+    assert len(read_video(eval_set / "demo" / "driving.mp4")[0]) == 8
     landmarks = json.loads((eval_set / "demo" / "source.json").read_text())["landmarks"]
     assert set(landmarks) >= {"mouth_top", "left_eye_center", "right_eye_center"}
 
@@ -140,7 +140,7 @@ def test_demo_animates_the_bundled_portrait(tmp_path, capsys):
     result, fps = _video(tmp_path / "demo" / "result.mp4")
     assert len(result) == driving.frame_count and fps == driving.fps
     for name in ("side_by_side.mp4", "depth.mp4"):
-        assert len(read_video_frames(tmp_path / "demo" / name)[0]) == driving.frame_count
+        assert len(read_video(tmp_path / "demo" / name)[0]) == driving.frame_count
     source = read_image(DEMO_SOURCE)
     assert result.shape[1:] == source.shape
     landmarks = json.loads(DEMO_SOURCE_LANDMARKS.read_text())["landmarks"]
@@ -172,7 +172,7 @@ def test_animate_without_weights_uses_the_bundled_model(tmp_path, capsys):
                  "--output", str(out), "--quiet"]) == 0  # fmt: skip
     notice = [line for line in capsys.readouterr().err.splitlines() if "bundled demo model" in line]
     assert len(notice) == 1
-    assert len(read_video_frames(out)[0]) == probe_video(DEMO_DRIVING).frame_count
+    assert len(read_video(out)[0]) == probe_video(DEMO_DRIVING).frame_count
 
 
 def test_models_run_at_the_frame_size_they_were_trained_at(tiny_files, tmp_path):
@@ -188,7 +188,7 @@ def test_models_run_at_the_frame_size_they_were_trained_at(tiny_files, tmp_path)
     out = tmp_path / "out.mp4"
     assert main(["animate", "--source", str(tiny_files["source"]), "--driving", str(tiny_files["driving"]),
                  "--checkpoint", str(bundle), "--output", str(out), "--quiet"]) == 0  # fmt: skip
-    assert read_video_frames(out)[0][0].shape == (64, 64, 3)
+    assert read_video(out)[0][0].shape == (64, 64, 3)
 
 
 def test_the_landmark_network_sees_frames_in_zero_to_one_in_training_and_in_evaluation(synth_set, tmp_path):
@@ -218,7 +218,7 @@ def test_the_depth_video_is_visible_and_its_colours_hold_still(tmp_path):
     from dagan.io.colormap import VideoDisparityColours
     from dagan.pipelines.animate import Animator, depth_renderer
 
-    frames, _ = read_video_frames(DEMO_DRIVING)
+    frames, _ = read_video(DEMO_DRIVING)
     animator = Animator.from_checkpoint(DEMO_MODEL, device="cpu")
     shown = list(animator.animate(read_image(DEMO_SOURCE), frames[:: len(frames) // 6][:6]))
     colour, grey = depth_renderer("colour"), depth_renderer("original")

@@ -13,7 +13,7 @@ from torch import nn
 from dagan.config import InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.image import read_image
-from dagan.io.video import read_video_frames
+from dagan.io.video import read_video
 from dagan.nn import KeypointDetector
 from dagan.nn.common import UpBlock2d
 from dagan.nn.face_depth import FaceDepthNetwork
@@ -119,7 +119,7 @@ def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
     plain.networks.generator.AttnModule.mode = "matrix"
     fast = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu", inference)
     source = read_image(tiny_files["source"])
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     a = np.stack([f.prediction for f in plain.animate(source, frames, batch_size=1)])
     b = np.stack([f.prediction for f in fast.animate(source, frames, batch_size=3)])
     assert a.shape == b.shape
@@ -132,7 +132,7 @@ def test_cpu_workers_default_to_one_per_core_and_only_on_cpu(tiny_files):
     animator = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
     assert animator.cpu_workers() == min(torch.get_num_threads(), 4)
     threads = torch.get_num_threads()
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     running = animator.animate(read_image(tiny_files["source"]), frames, batch_size=1)
     next(running)
     assert torch.get_num_threads() == threads  # workers take their share; the caller keeps its threads
@@ -150,7 +150,7 @@ def test_bf16_runs_and_stays_close(tiny_files):
         tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(precision="bf16")
     )
     source = read_image(tiny_files["source"])
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     a = np.stack([f.prediction for f in exact.animate(source, frames[:2])])
     b = np.stack([f.prediction for f in bf16.animate(source, frames[:2])])
     assert b.dtype == np.float32 and np.isfinite(b).all()
@@ -191,7 +191,7 @@ def test_compiled_animation_gives_the_same_frames(tiny_files):
         tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(compile=True)
     )
     source = read_image(tiny_files["source"])
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     a = np.stack([f.prediction for f in exact.animate(source, frames[:3])])
     b = np.stack([f.prediction for f in compiled.animate(source, frames[:3])])
     assert np.abs(a - b).max() < 1e-4

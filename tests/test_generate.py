@@ -10,7 +10,7 @@ import pytest
 
 from dagan.cli import main
 from dagan.io.image import read_image, to_uint8
-from dagan.io.video import read_audio, read_video_frames
+from dagan.io.video import read_audio, read_video
 from dagan.pipelines import generate as generate_module
 from dagan.pipelines.animate import Animator
 from dagan.pipelines.generate import GenerateOptions, generate, pairs_from_csv
@@ -23,7 +23,7 @@ def pair_folders(tiny_files, tmp_path):
     sources, drivers = tmp_path / "source_self", tmp_path / "gt_self"
     sources.mkdir()
     drivers.mkdir()
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     from dagan.io.image import write_png
 
     write_png(sources / "a.png", frames[0])
@@ -52,8 +52,8 @@ def test_folder_pairs_generate_then_evaluate(tiny_files, pair_folders, tmp_path,
     )
     written = to_uint8(read_image(out / "a.png")).astype(int)
     assert np.abs(written - to_uint8(expected.prediction).astype(int)).max() <= 1
-    video, _ = read_video_frames(out / "b.mp4")
-    assert len(video) == len(read_video_frames(drivers / "b.mp4")[0])
+    video, _ = read_video(out / "b.mp4")
+    assert len(video) == len(read_video(drivers / "b.mp4")[0])
     assert read_audio(out / "b.mp4").size > 0  # the driving audio goes along, for the lip-sync metrics
     # Resume: finished outputs are skipped.
     assert main(_argv(tiny_files, out, "--source-dir", str(sources), "--driving-dir", str(drivers))) == 0
@@ -76,8 +76,8 @@ def test_ranks_share_the_pairs_and_match_one_process(tiny_files, pair_folders, t
         counts.append(generate(GenerateOptions(out=tmp_path / "sharded", **common))["written"])
     assert counts == [1, 1]
     assert np.array_equal(read_image(tmp_path / "single" / "a.png"), read_image(tmp_path / "sharded" / "a.png"))
-    a, _ = read_video_frames(tmp_path / "single" / "b.mp4")
-    b, _ = read_video_frames(tmp_path / "sharded" / "b.mp4")
+    a, _ = read_video(tmp_path / "single" / "b.mp4")
+    b, _ = read_video(tmp_path / "sharded" / "b.mp4")
     assert np.array_equal(np.stack(a), np.stack(b))
 
 
@@ -101,7 +101,7 @@ def test_pairs_csv_paths_frames_and_errors(tiny_files, tmp_path, capsys):
 
 
 def test_image_pairs_in_one_batch_match_one_at_a_time(tiny_files, tmp_path):
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     sources, drivers = tmp_path / "s", tmp_path / "d"
     sources.mkdir()
     drivers.mkdir()

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.transform import resize
 
 from dagan.io.image import read_image, resize_frame, to_uint8
-from dagan.io.video import Mp4Writer, iter_frames, probe_video, read_audio, read_video_frames
+from dagan.io.video import Mp4Writer, iter_frames, probe_video, read_audio, read_video
 
 from .conftest import make_clip
 
@@ -118,6 +118,6 @@ def test_audio_that_mp4_cannot_hold_is_reencoded(tmp_path):
 def test_frame_folder_is_read_in_name_order(tmp_path):
     for i in (2, 0, 1):
         Image.fromarray(np.full((8, 8, 3), i * 50, np.uint8)).save(tmp_path / f"f{i}.png")
-    frames, fps = read_video_frames(tmp_path)
+    frames, fps = read_video(tmp_path)
     assert [round(f[0, 0, 0] * 255) for f in frames] == [0, 50, 100]
     assert fps == 25

@@ -10,7 +10,7 @@ import pytest
 from dagan.cli import main
 from dagan.config import InferenceConfig
 from dagan.io.image import read_image
-from dagan.io.video import probe_video, read_video_frames
+from dagan.io.video import probe_video, read_video
 from dagan.pipelines.animate import Animator
 
 from .conftest import write_aligned_training_checkpoint
@@ -48,7 +48,7 @@ def test_onnxruntime_frames_match_torch(onnx_export, tiny_files):
     torch_path = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
     runtime = Animator.from_checkpoint(onnx_export, device="cpu", inference=InferenceConfig(backend="onnxruntime"))
     source = read_image(tiny_files["source"])
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     a = np.stack([f.prediction for f in torch_path.animate(source, frames, batch_size=2)])
     b = np.stack([f.prediction for f in runtime.animate(source, frames, batch_size=4)])  # another batch size
     assert a.shape == b.shape
@@ -95,7 +95,7 @@ def test_the_demo_models_aligned_warps_and_blend_survive_export(tiny_files, tmp_
     assert torch_path.networks.generator.blend is not None
     runtime = Animator.from_checkpoint(out, device="cpu", inference=InferenceConfig(backend="onnxruntime"))
     source = read_image(tiny_files["source"])
-    frames, _ = read_video_frames(tiny_files["driving"])
+    frames, _ = read_video(tiny_files["driving"])
     a = np.stack([f.prediction for f in torch_path.animate(source, frames, batch_size=2)])
     b = np.stack([f.prediction for f in runtime.animate(source, frames, batch_size=2)])
     assert np.abs(a - b).max() < 1e-3

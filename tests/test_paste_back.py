@@ -9,7 +9,7 @@ from PIL import Image
 from dagan.cli import main
 from dagan.face import head_mask
 from dagan.io.image import read_image, to_float_rgb, write_png
-from dagan.io.video import read_video_frames
+from dagan.io.video import read_video
 from dagan.pipelines.footage import PasteBack, PhotoFace, driving_clips
 
 from .footage import DRIVING, PORTRAIT, Scene, write_footage
@@ -112,7 +112,7 @@ def test_paste_back_keeps_the_photo_away_from_the_face_and_animates_inside_it(tm
     argv = ["animate", "--source", str(tmp_path / "photo.png"), "--driving", str(driving_with_a_gap),
             "--crop", "--paste-back", "--output", str(out), "--quiet"]  # fmt: skip
     assert main(argv) == 0
-    frames, _ = read_video_frames(out)
+    frames, _ = read_video(out)
     assert len(frames) == sum(scene.frames for scene in WITH_A_GAP)
     assert frames[0].shape == photo.shape
     difference = np.stack([np.abs(frame - photo).mean(axis=2) for frame in frames])
@@ -135,9 +135,9 @@ def test_all_faces_of_a_photo_each_get_their_crop_and_paste(tmp_path, driving_wi
     assert main([*common, "--face", "all", "--output", str(tmp_path / "faces") + "/", "--quiet"]) == 0
     crops = sorted((tmp_path / "faces").glob("*.mp4"))
     assert [p.name for p in crops] == ["two_0.mp4", "two_1.mp4"]
-    assert read_video_frames(crops[0])[0][0].shape == (64, 64, 3)  # the bundled model's size
+    assert read_video(crops[0])[0][0].shape == (64, 64, 3)  # the bundled model's size
     assert main([*common, "--face", "all", "--paste-back", "--output", str(tmp_path / "both.mp4"), "--quiet"]) == 0
-    frames, _ = read_video_frames(tmp_path / "both.mp4")
+    frames, _ = read_video(tmp_path / "both.mp4")
     change = np.abs(frames[10] - photo).mean(axis=2)
     assert change[260:380, 150:250].mean() > 4 / 255 and change[220:340, 670:770].mean() > 4 / 255
     assert main([*common, "--face", "1", "--output", str(tmp_path / "one.mp4"), "--quiet"]) == 0
@@ -190,7 +190,7 @@ def test_published_layout_checkpoints_animate_real_footage_at_their_own_size(tmp
     common = ["animate", "--source", str(tmp_path / "photo.png"), "--driving", str(driving_with_a_gap), "--crop",
               *weights, "--quiet"]  # fmt: skip
     assert main([*common, "--output", str(tmp_path / "crop.mp4")]) == 0
-    frames, _ = read_video_frames(tmp_path / "crop.mp4")
+    frames, _ = read_video(tmp_path / "crop.mp4")
     assert len(frames) == sum(scene.frames for scene in WITH_A_GAP) and frames[0].shape == (256, 256, 3)
     assert main([*common, "--paste-back", "--smooth", "2", "--output", str(tmp_path / "pasted.mp4")]) == 0
-    assert read_video_frames(tmp_path / "pasted.mp4")[0][0].shape == (640, 960, 3)
+    assert read_video(tmp_path / "pasted.mp4")[0][0].shape == (640, 960, 3)

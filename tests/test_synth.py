@@ -9,7 +9,7 @@ import numpy as np
 from dagan.cli import main
 from dagan.data.dataset import FramesDataset, identity_of, list_clips, read_pairs
 from dagan.data.synth import LANDMARK_NAMES, random_identity, random_motion, render_clip
-from dagan.io.video import read_video_frames
+from dagan.io.video import read_video
 
 
 def test_cli_writes_voxceleb_layout_with_disjoint_identities(tmp_path):
@@ -21,7 +21,7 @@ def test_cli_writes_voxceleb_layout_with_disjoint_identities(tmp_path):
     assert len(train) == 8 and len(test) == 2
     assert {identity_of(c) for c in train}.isdisjoint({identity_of(c) for c in test})
     assert all("#clip" in c.name for c in train + test)
-    frames, fps = read_video_frames(train[0])
+    frames, fps = read_video(train[0])
     assert len(frames) == 6 and frames[0].shape == (64, 64, 3) and fps == 25
     truth = np.load(train[0].with_suffix(".npz"))
     assert truth["depth"].shape == (6, 64, 64) and truth["landmarks"].shape == (6, len(LANDMARK_NAMES), 2)

@@ -129,6 +129,23 @@ def read_image(path: str | Path, working_size: int | None = None) -> np.ndarray:
 _EXIF_ORIENTATION = 0x0112
 
 
+def as_frame(image: str | Path | np.ndarray | Image.Image, working_size: int | None = None) -> np.ndarray:
+    """A frame (float32 RGB in [0, 1]) from an image file, an array (uint8 pixels or a frame) or a PIL image."""
+    if isinstance(image, str | Path):
+        return read_image(image, working_size)
+    if isinstance(image, Image.Image):
+        check_pixels(*image.size, "the PIL image")
+        return to_float_rgb(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    if isinstance(image, np.ndarray):
+        if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
+            raise DaganError(f"an image array holds uint8 or uint16 pixels or [0, 1] floats, not {image.dtype}")
+        try:
+            return to_float_rgb(check_frame(image) if image.dtype.kind == "f" else image)
+        except (TypeError, ValueError) as exc:
+            raise DaganError(f"cannot use the image array: {exc}") from None
+    raise DaganError(f"an image must be a path, a numpy array or a PIL image, not {type(image).__name__}")
+
+
 def _reduce_factor(size: tuple[int, int], working_size: int | None) -> int:
     if working_size is None or min(size) < REDUCE_ABOVE * working_size:
         return 1

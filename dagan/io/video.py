@@ -424,7 +424,10 @@ class PngDirectoryWriter(_FinishedOnSuccess):
         shutil.rmtree(self._staging, ignore_errors=True)
 
 
-def read_video_frames(path: str | Path) -> tuple[list[np.ndarray], Fraction]:
-    """Decode a whole (short) video into memory; for tests and tools, not for the main pipeline."""
+def read_video(path: str | Path) -> tuple[list[np.ndarray], Fraction]:
+    """A whole video or frame folder in memory: its frames (the frame contract) and frame rate.
+
+    For short clips and notebooks; the commands stream with ``probe_video`` and ``iter_frames``.
+    """
     info = probe_video(path)
     return list(iter_frames(info)), info.fps

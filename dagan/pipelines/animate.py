@@ -16,19 +16,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from dagan.config import DEPTH_STYLES, DataConfig, InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import check_frame_folder, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.colormap import VideoDisparityColours
-from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, resize_frame, write_png
+from dagan.io.image import IMAGE_SUFFIXES, as_frame, list_frame_files, read_image, resize_frame, write_png
 from dagan.io.streaming import BackgroundConsumer, ordered_map, prefetch
-from dagan.io.video import Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
+from dagan.io.video import DEFAULT_FPS, Mp4Writer, PngDirectoryWriter, VideoInfo, iter_frames, probe_video
 from dagan.motion import KeypointSmoother, movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
 from dagan.nn.fuse import fuse_for_inference
@@ -36,6 +38,9 @@ from dagan.pipelines.distributed import select_device
 from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
 from dagan.pipelines.onnx_backend import OnnxNetworks, export_onnx, is_onnx_export
 from dagan.pipelines.precision import autocast, check_precision
+
+#: What ``Animator(...)`` takes as an image: a file, an array (uint8 pixels or a frame) or a PIL image.
+ImageLike = str | Path | np.ndarray | Image.Image
 
 #: Frames computed at once by default on CPU: one per core up to this many (each holds its activations).
 MAX_DEFAULT_CPU_WORKERS = 4
@@ -58,6 +63,29 @@ class PreparedSource:
     depth: torch.Tensor
     keypoints: Keypoints
     encoding: SourceEncoding
+
+
+@dataclass
+class AnimationOutput:
+    """What ``Animator(source, driving)`` returns: every frame in memory, in driving order."""
+
+    frames: list[np.ndarray]  # (H, W, 3) float32 in [0, 1]
+    driving_depth: list[np.ndarray]  # (H, W) disparity of each driving frame
+    fps: Fraction | None = None  # the driving video's, when it was a video
+    audio_from: Path | None = None  # the driving video, when it has sound
+
+    def save(self, path: str | Path) -> Path:
+        """Write the frames as an MP4 (the driving fps and audio) or, for one frame, as ``.png`` too."""
+        path = Path(path)
+        if path.suffix.lower() == ".png" and len(self.frames) == 1:
+            write_png(path, self.frames[0])
+            return path
+        if path.suffix.lower() != ".mp4":
+            raise DaganError(f"cannot save {path}: give an .mp4 (or a .png for a single frame)")
+        with Mp4Writer(path, self.fps or DEFAULT_FPS, self.audio_from) as writer:
+            for frame in self.frames:
+                writer.write(frame)
+        return path
 
 
 @dataclass
@@ -137,6 +165,40 @@ class Animator:
             networks = load_animation_networks(checkpoint, depth_weights)
             export_onnx(networks, tmp, networks.frame_size)
             return cls(OnnxNetworks.load(tmp, providers), device, inference=inference)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        source: ImageLike,
+        driving: ImageLike | Iterable[ImageLike],
+        *,
+        relative: bool | None = None,
+        adapt_scale: bool = True,
+        reference: ImageLike | None = None,
+        smooth: float = 0.0,
+        batch_size: int | None = None,
+    ) -> AnimationOutput:
+        """Animate ``source`` with ``driving`` in memory; each is a path, an array (uint8 or a frame) or a PIL image.
+
+        ``driving`` is a video or frame-folder path, one image, or a sequence of frames. Motion is
+        relative to the first driving frame (or ``reference``), except for one driving image with
+        no reference, which gives absolute motion, as ``dagan animate`` does.
+        """
+        fps, audio = None, None
+        if isinstance(driving, str | Path) and not is_still_image(driving):
+            info = probe_video(driving)
+            frames: Iterable[np.ndarray] = iter_frames(info)
+            fps, audio, single = info.fps, (info.path if info.has_audio else None), False
+        elif isinstance(driving, str | Path | Image.Image) or (isinstance(driving, np.ndarray) and driving.ndim < 4):
+            frames, single = [as_frame(driving, self.size)], True
+        else:
+            frames, single = (as_frame(frame, self.size) for frame in driving), False
+        initial = None if reference is None else as_frame(reference, self.size)
+        relative = (not single or initial is not None) if relative is None else relative
+        motion = {"relative": relative, "adapt_scale": adapt_scale, "initial_frame": initial, "smooth": smooth}
+        motion.update(batch_size=batch_size, fps=float(fps or DEFAULT_FPS))
+        animated = list(self.animate(as_frame(source, self.size), frames, **motion))
+        return AnimationOutput([f.prediction for f in animated], [f.driving_depth for f in animated], fps, audio)
 
     def _to_tensor(self, frames: list[np.ndarray]) -> torch.Tensor:
         batch = torch.from_numpy(np.stack(frames).transpose(0, 3, 1, 2)).to(self.device)
