@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from dagan.io.checkpoint import write_depth_directory, write_original_checkpoint
 from dagan.io.video import Mp4Writer, iter_frames, probe_video
 from dagan.nn import KeypointDetector
 from dagan.nn.face_depth import FaceDepthNetwork
-from dagan.nn.init import randomise_
 from dagan.pipelines.networks import build_generator
+
+# The random initialisation the tests use lives with them; benchmarks share it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.random_weights import randomise_  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -21,12 +21,11 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _fixtures import sample_frames  # noqa: E402
+from _fixtures import randomise_, sample_frames  # noqa: E402
 
 from dagan.io.image import write_png  # noqa: E402
 from dagan.metrics.fid import feature_statistics, frechet_distance  # noqa: E402
 from dagan.nn.fid_inception import FidInception  # noqa: E402
-from dagan.nn.init import randomise_  # noqa: E402
 from dagan.nn.syncnet import SyncNet  # noqa: E402
 from dagan.pipelines.evaluate import EvaluateOptions, evaluate  # noqa: E402
 

@@ -30,11 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def worker(args: argparse.Namespace) -> None:
     """Time ``args.steps`` optimiser steps of one configuration; prints a JSON line."""
+    from _fixtures import randomise_
+
     from dagan.config import load_config
     from dagan.data.synth import write_dataset
     from dagan.io.checkpoint import write_depth_directory
     from dagan.nn.face_depth import FaceDepthNetwork
-    from dagan.nn.init import randomise_
     from dagan.nn.vgg import VGG19Features
     from dagan.pipelines.train import Trainer, TrainOptions
 

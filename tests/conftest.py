@@ -26,8 +26,9 @@ from dagan.config import (
 from dagan.io.checkpoint import write_depth_directory, write_original_checkpoint
 from dagan.nn import KeypointDetector
 from dagan.nn.face_depth import FaceDepthNetwork
-from dagan.nn.init import randomise_
 from dagan.pipelines.networks import build_generator
+
+from .random_weights import randomise_
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

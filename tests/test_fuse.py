@@ -18,11 +18,11 @@ from dagan.nn import KeypointDetector
 from dagan.nn.common import UpBlock2d
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.fuse import SmallMapConv, SubpixelUpConv, WinogradConv3x3, fuse_for_inference
-from dagan.nn.init import randomise_
 from dagan.pipelines.animate import Animator
 from dagan.pipelines.networks import build_generator
 
 from .conftest import tiny_model_config
+from .random_weights import randomise_
 
 
 @pytest.mark.parametrize("bias", [True, False])

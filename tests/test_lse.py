@@ -14,10 +14,10 @@ from dagan.cli import main
 from dagan.io.video import read_audio
 from dagan.metrics.audio import mfcc
 from dagan.metrics.lse import lip_sync_score
-from dagan.nn.init import randomise_
 from dagan.nn.syncnet import SyncNet
 
 from .conftest import REFERENCE, make_clip
+from .random_weights import randomise_
 
 GOLDEN = REFERENCE / "golden" / "syncnet_lse.npz"
 needs_golden = pytest.mark.skipif(not GOLDEN.is_file(), reason=f"SyncNet golden not found at {GOLDEN}")

@@ -13,7 +13,8 @@ from dagan.cli import main
 from dagan.io.image import write_png
 from dagan.metrics.weights import load_fid_inception, load_lpips
 from dagan.nn.fid_inception import FidInception
-from dagan.nn.init import randomise_
+
+from .random_weights import randomise_
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ import json
 import numpy as np
 
 from dagan.cli import main
-from dagan.data.dataset import FramesDataset, identity_of, list_clips, read_pairs
+from dagan.data.dataset import FramesDataset, identity_of, list_clips
 from dagan.data.synth import LANDMARK_NAMES, random_identity, random_motion, render_clip
 from dagan.io.video import read_video
+from dagan.pipelines.generate import pairs_from_csv
 
 
 def test_cli_writes_voxceleb_layout_with_disjoint_identities(tmp_path):
@@ -76,8 +77,8 @@ def test_dataset_reads_pairs_and_is_deterministic_per_epoch(tmp_path):
     data.set_epoch(1)
     assert len(data) == 2  # identities, with identity sampling
     (tmp_path / "pairs.csv").write_text("source,driving\ntrain/a.mp4,test/b.mp4\n")
-    pairs = read_pairs(tmp_path / "pairs.csv", root=out)
-    assert pairs[0].source == out / "train/a.mp4" and pairs[0].frame is None
+    pairs = pairs_from_csv(tmp_path / "pairs.csv", root=out)
+    assert pairs[0].source == out / "train/a.mp4" and pairs[0].source_frame == 0
 
 
 def test_still_head_keeps_the_pose_and_shares_the_camera_path():

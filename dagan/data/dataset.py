@@ -8,10 +8,8 @@ frames of one clip. All randomness comes from a per-item generator seeded with
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -242,35 +240,3 @@ class FrameTripletDataset(Dataset):
                 frames = [f.flip(-1) for f in frames]
             frames = _jitter(frames, self.config, rng)
         return {"frames": torch.stack(frames), "name": clip.name, "index": centre}
-
-
-@dataclass
-class Pair:
-    """One evaluation pair from a pairs CSV."""
-
-    source: Path
-    driving: Path
-    frame: int | None = None
-
-
-def read_pairs(csv_path: str | Path, root: str | Path | None = None) -> list[Pair]:
-    """Read the original ``source,driving[,frame]`` CSV; relative paths are resolved under ``root``."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise DaganError(f"pairs file {csv_path} does not exist")
-    base = Path(root) if root is not None else csv_path.parent
-    pairs = []
-    with open(csv_path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"source", "driving"} <= set(reader.fieldnames):
-            raise DaganError(f"pairs file {csv_path} needs 'source' and 'driving' columns")
-        for row in reader:
-            frame = row.get("frame")
-            pairs.append(
-                Pair(
-                    base / row["source"] if not Path(row["source"]).is_absolute() else Path(row["source"]),
-                    base / row["driving"] if not Path(row["driving"]).is_absolute() else Path(row["driving"]),
-                    int(frame) if frame not in (None, "") else None,
-                )
-            )
-    return pairs

@@ -32,12 +32,6 @@ StateDict = dict[str, torch.Tensor]
 
 DAGAN_GROUPS = ("generator", "kp_detector", "discriminator")
 DEPTH_GROUPS = ("depth_encoder", "depth_decoder")
-ORIGINAL_TRAINING_KEYS = (
-    "optimizer_generator",
-    "optimizer_discriminator",
-    "optimizer_kp_detector",
-    "epoch",
-)
 DEPTH_ENCODER_FILE = "encoder.pth"
 #: The ResNet's ImageNet classifier: saved in encoder.pth by the original code, unused for depth.
 DEPTH_CLASSIFIER_KEYS = ("encoder.fc.weight", "encoder.fc.bias")

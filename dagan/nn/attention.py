@@ -1,17 +1,17 @@
-"""Depth-aware cross-modal attention: depth features query the warped appearance features."""
+"""Depth-aware cross-modal attention: depth features query the warped appearance features.
+
+``DepthAwareAttention.mode`` says how the attention is computed; all give the same numbers to
+float rounding. "auto": query chunks, SDPA on accelerators and plain matmuls on CPU (where SDPA
+runs the same matmuls plus guards for fully masked rows, which an unmasked attention never has:
+20% slower); "sdpa": query chunks through SDPA everywhere; "matrix": the whole (HW x HW) matrix at
+once, as the original computes it (for comparisons).
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-#: How the attention is computed; all give the same numbers to float rounding.
-#: "auto": query chunks, SDPA on accelerators and plain matmuls on CPU (where SDPA runs the same
-#: matmuls plus guards for fully masked rows, which an unmasked attention never has: 20% slower);
-#: "sdpa": query chunks through SDPA everywhere; "matrix": the whole (HW x HW) matrix at once, as
-#: the original computes it (for comparisons).
-ATTENTION_MODES = ("auto", "sdpa", "matrix")
 
 
 def _attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mode: str) -> torch.Tensor:
@@ -31,7 +31,7 @@ class DepthAwareAttention(nn.Module):
         self.value_conv = nn.Conv2d(channels, channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.query_chunk = 1024
-        self.mode = "auto"  # one of ATTENTION_MODES
+        self.mode = "auto"  # "auto", "sdpa" or "matrix": how forward computes the attention
 
     def forward(self, depth_features: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """Return ``gamma * attended + features``; shapes are (B, C, H, W)."""

@@ -1,4 +1,4 @@
-"""Deterministic random initialisation with real signal, for tests, benchmarks and demos."""
+"""Deterministic random initialisation with real signal, for tests and benchmarks (no pretrained weights here)."""
 
 from __future__ import annotations
 
