@@ -399,13 +399,9 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dagan.io.atomic import atomic_output
-    from dagan.pipelines.depth_train import (
-        DepthTrainOptions,
-        evaluate_depth,
-        has_ground_truth,
-        load_trained_depth,
-        train_depth,
-    )
+    from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
+    from dagan.pipelines.depth_train import DepthTrainOptions, train_depth
+    from dagan.pipelines.networks import load_trained_depth
 
     out = Path(args.out)
     if not args.eval:

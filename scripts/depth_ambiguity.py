@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from dagan.data import synth
-from dagan.pipelines.depth_train import axisangle_to_matrix, backproject, camera_matrix, photometric_error, project
+from dagan.geometry import axisangle_to_matrix, backproject, intrinsics_from_fractions, project
+from dagan.pipelines.depth_losses import photometric_error
 
 
 def best_loss(
@@ -68,7 +69,7 @@ def main() -> None:
         identity, motion = synth.random_identity(rng), synth.random_motion(rng, 32)
         clip = synth.render_clip(identity, motion, size=size)
         frames = torch.tensor(clip["frames"]).permute(0, 3, 1, 2).float() / 255
-        k = camera_matrix((synth.FOCAL, synth.FOCAL, centre, centre), size, size, frames)
+        k = intrinsics_from_fractions((synth.FOCAL, synth.FOCAL, centre, centre), size, size, frames)
         angles = (torch.tensor(getattr(motion, a), dtype=torch.float32) for a in ("yaw", "pitch", "roll"))
         rotations = synth.rotation_matrices(*angles)
         centres = torch.tensor(motion.translation, dtype=torch.float32) + torch.tensor([0.0, 0.15, synth.HEAD_DISTANCE])

@@ -15,7 +15,7 @@ import numpy as np
 from dagan.io.colormap import colorize_disparity
 from dagan.io.image import read_image, write_png
 from dagan.io.video import iter_frames, probe_video
-from dagan.pipelines.depth import camera_matrix, depth_files, point_cloud
+from dagan.pipelines.depth import depth_files, pixel_intrinsics, point_cloud
 
 
 def side_view(points: np.ndarray, colours: np.ndarray, size: int, yaw_degrees: float = 50.0) -> np.ndarray:
@@ -57,7 +57,7 @@ def main() -> None:
     image = frame
     mask = truth["head_mask"][10]
     gt = truth["depth"][10].astype(np.float32)
-    k = camera_matrix(args.weights, args.size, None)
+    k = pixel_intrinsics(args.weights, args.size, None)
     scale = np.median(gt[mask]) / np.median(predicted[mask])  # monocular depth: scale from the median
     ours = point_cloud(np.where(mask, predicted * scale, 0), image, k)
     reference = point_cloud(gt, image, np.array(truth["intrinsics"]))

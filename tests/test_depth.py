@@ -16,19 +16,11 @@ from scipy.spatial.transform import Rotation
 from dagan.cli import main
 from dagan.data.synth import write_dataset
 from dagan.errors import DaganError
+from dagan.geometry import axisangle_to_matrix, backproject, pose_matrix, project
 from dagan.io.checkpoint import read_depth_weights
-from dagan.pipelines.depth_train import (
-    DepthTrainOptions,
-    axisangle_to_matrix,
-    backproject,
-    evaluate_depth,
-    min_reprojection,
-    photometric_error,
-    pose_matrix,
-    project,
-    ssim_loss,
-    train_depth,
-)
+from dagan.pipelines.depth_eval import evaluate_depth
+from dagan.pipelines.depth_losses import min_reprojection, photometric_error, ssim_loss
+from dagan.pipelines.depth_train import DepthTrainOptions, train_depth
 from dagan.pipelines.networks import load_depth_network
 
 from .rigid_scene import INTRINSICS as RIGID_INTRINSICS
@@ -125,7 +117,8 @@ def test_trainer_writes_original_format_that_loads_strictly_and_animates(depth_d
 
 def test_known_intrinsics_replace_the_learnt_camera(depth_data, tmp_path):
     from dagan.data.dataset import FrameTripletDataset
-    from dagan.pipelines.depth_train import DepthTrainer, camera_matrix
+    from dagan.geometry import intrinsics_from_fractions
+    from dagan.pipelines.depth_train import DepthTrainer
 
     frames = FrameTripletDataset(depth_data, "train", 64, stride=2, augment=False, seed=1)[0]["frames"].unsqueeze(0)
     known = (0.9, 0.8, 0.45, 0.55)
@@ -134,7 +127,7 @@ def test_known_intrinsics_replace_the_learnt_camera(depth_data, tmp_path):
     loss, info = trainer.losses(frames)
     expected = torch.tensor([[57.6, 0.0, 28.8], [0.0, 51.2, 35.2], [0.0, 0.0, 1.0]])
     assert torch.allclose(info["intrinsics"][0], expected)
-    assert torch.equal(camera_matrix(known, 64, 64, frames)[0], info["intrinsics"][0])
+    assert torch.equal(intrinsics_from_fractions(known, 64, 64, frames)[0], info["intrinsics"][0])
     loss.backward()
     assert not trainer.pose.decoder.intrinsics.weight.requires_grad  # the learnt camera plays no part
     assert float(trainer.pose.decoder.motion.weight.grad.abs().sum()) > 0

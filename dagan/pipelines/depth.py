@@ -15,12 +15,13 @@ from tqdm import tqdm
 
 from dagan.config import check_depth_size
 from dagan.errors import DaganError, first_line
+from dagan.geometry import disp_to_depth
 from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.colormap import colorize_disparity
 from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, resize_frame, write_png
 from dagan.io.video import Mp4Writer, VideoInfo, iter_frames, probe_video
-from dagan.pipelines.depth_train import disp_to_depth, load_trained_depth
 from dagan.pipelines.distributed import select_device
+from dagan.pipelines.networks import load_trained_depth
 
 #: Focal length (in units of the image width) assumed when the weights carry no learned intrinsics.
 DEFAULT_FOCAL = 1.0
@@ -34,7 +35,7 @@ class DepthReport:
     outputs: list[Path]
 
 
-def camera_matrix(weights: Path, size: int, focal: float | None) -> np.ndarray:
+def pixel_intrinsics(weights: Path, size: int, focal: float | None) -> np.ndarray:
     """Intrinsics for back-projection: ``--focal`` if given, else the learned ones, else a default."""
     if focal is not None and not (math.isfinite(focal) and focal > 0):
         raise DaganError(f"--focal must be a finite number above 0, got {focal}")
@@ -134,7 +135,7 @@ def depth_files(
     if kind != "video" and not files:
         raise DaganError(f"no images in {source}")
     # Everything that can be refused is checked before the first file is written.
-    intrinsics = camera_matrix(weights, size, focal)
+    intrinsics = pixel_intrinsics(weights, size, focal)
     info = probe_video(source, "--input") if kind == "video" else None
     network = load_trained_depth(weights).to(select_device(device))
     with removed_if_failed_empty(out):

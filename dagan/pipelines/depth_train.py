@@ -1,10 +1,11 @@
-"""Self-supervised face depth (monodepth2 style): ``dagan train-depth`` and its evaluation.
+"""Self-supervised face depth (monodepth2 style): the ``dagan train-depth`` trainer.
 
 The depth network sees the target frame; a pose network sees (previous, target) and (target,
 next) and predicts their relative motion and the camera intrinsics. The target is rebuilt from
 each neighbour through the predicted depth and motion; the loss is the per-pixel minimum of the
 photometric errors 0.85 (1 - SSIM) / 2 + 0.15 L1 over the neighbours, at four scales upsampled to
 the input size, with auto-masking of pixels that do not move, plus an edge-aware smoothness term.
+The geometry is in ``dagan.geometry``, the losses in ``depth_losses``, the evaluation in ``depth_eval``.
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ from torch import nn
 from tqdm import tqdm
 
 from dagan.config import DepthConfig, check_depth_size
-from dagan.data.dataset import FrameTripletDataset, list_clips
+from dagan.data.dataset import FrameTripletDataset
 from dagan.errors import DaganError, first_line
-from dagan.io.arrays import read_arrays
+from dagan.geometry import MIN_DEPTH, backproject, disp_to_depth, intrinsics_from_fractions, pose_matrix, project
 from dagan.io.atomic import atomic_output, removed_if_failed_empty
-from dagan.io.checkpoint import load_strict, load_torch_file, read_depth_weights, write_depth_directory, write_torch
+from dagan.io.checkpoint import load_strict, load_torch_file, write_depth_directory, write_torch
 from dagan.io.colormap import colorize_disparity
-from dagan.io.image import resize_frame, write_png
+from dagan.io.image import write_png
 from dagan.io.plots import line_chart_image
-from dagan.io.video import iter_frames, probe_video
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.pose import MONODEPTH2_MOTION_SCALE, PoseNetwork
+from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
+from dagan.pipelines.depth_losses import min_reprojection, photometric_error, smoothness
 from dagan.pipelines.distributed import (
     RunLog,
     check_run_directory,
@@ -41,134 +43,13 @@ from dagan.pipelines.distributed import (
     setup_distributed,
     unwrap,
 )
-from dagan.pipelines.networks import load_depth_network
 
-MIN_DEPTH, MAX_DEPTH = 0.1, 100.0
 SMOOTHNESS_WEIGHT = 1e-3
 #: Depths below this multiple of MIN_DEPTH count as pinned at the bound in the training log.
 NEAR_BOUND_FACTOR = 1.1
 SCALES = (0, 1, 2, 3)
-UNTRAINED_SEED = 0
 #: Everything ``--resume`` needs, in one file written last: the weights files are the deliverables.
 TRAIN_STATE = "train_state.pth"
-
-
-# ----------------------------------------------------------------------------- geometry
-def disp_to_depth(disp: torch.Tensor, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> torch.Tensor:
-    """Sigmoid disparity to depth in [min_depth, max_depth]."""
-    min_disp, max_disp = 1 / max_depth, 1 / min_depth
-    return 1 / (min_disp + (max_disp - min_disp) * disp)
-
-
-def axisangle_to_matrix(axisangle: torch.Tensor) -> torch.Tensor:
-    """(B, 3) axis-angle vectors to (B, 3, 3) rotation matrices (Rodrigues)."""
-    angle = axisangle.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-    axis = axisangle / angle
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    skew = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).view(-1, 3, 3)
-    eye = torch.eye(3, dtype=axisangle.dtype, device=axisangle.device).expand_as(skew)
-    s, c = angle.sin().unsqueeze(-1), angle.cos().unsqueeze(-1)
-    return eye + s * skew + (1 - c) * (skew @ skew)
-
-
-def pose_matrix(axisangle: torch.Tensor, translation: torch.Tensor, invert: bool = False) -> torch.Tensor:
-    """(B, 4, 4) rigid transform x -> R x + t, or its inverse."""
-    rotation = axisangle_to_matrix(axisangle)
-    if invert:
-        rotation = rotation.transpose(1, 2)
-        translation = -(rotation @ translation.unsqueeze(-1)).squeeze(-1)
-    out = torch.eye(4, dtype=rotation.dtype, device=rotation.device).repeat(rotation.shape[0], 1, 1)
-    out[:, :3, :3] = rotation
-    out[:, :3, 3] = translation
-    return out
-
-
-def pixel_grid(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
-    """Homogeneous pixel centres (3, H*W): x, y, 1."""
-    ys, xs = torch.meshgrid(
-        torch.arange(height, dtype=like.dtype, device=like.device),
-        torch.arange(width, dtype=like.dtype, device=like.device),
-        indexing="ij",
-    )
-    return torch.stack([xs.reshape(-1), ys.reshape(-1), torch.ones_like(xs).reshape(-1)])
-
-
-def camera_matrix(
-    fractions: tuple[float, float, float, float], height: int, width: int, like: torch.Tensor
-) -> torch.Tensor:
-    """(1, 3, 3) pinhole matrix in pixels from fx, fy, cx, cy given as fractions of the image size."""
-    fx, fy, cx, cy = fractions
-    k = [[fx * width, 0.0, cx * width], [0.0, fy * height, cy * height], [0.0, 0.0, 1.0]]
-    return torch.tensor(k, dtype=like.dtype, device=like.device).unsqueeze(0)
-
-
-def backproject(depth: torch.Tensor, intrinsics: torch.Tensor) -> torch.Tensor:
-    """Camera-space points (B, 3, H*W) of each pixel of a (B, 1, H, W) depth map."""
-    b, _, h, w = depth.shape
-    rays = torch.linalg.inv(intrinsics) @ pixel_grid(h, w, depth).unsqueeze(0)
-    return rays * depth.view(b, 1, -1)
-
-
-def project(
-    points: torch.Tensor, intrinsics: torch.Tensor, transform: torch.Tensor, height: int, width: int
-) -> torch.Tensor:
-    """Move (B, 3, N) points by ``transform`` and project them: grid_sample coordinates (B, H, W, 2)."""
-    moved = transform[:, :3, :3] @ points + transform[:, :3, 3:]
-    pixels = intrinsics @ moved
-    xy = pixels[:, :2] / pixels[:, 2:3].clamp_min(1e-7)
-    x = xy[:, 0] / (width - 1) * 2 - 1
-    y = xy[:, 1] / (height - 1) * 2 - 1
-    return torch.stack([x, y], -1).view(-1, height, width, 2)
-
-
-# ------------------------------------------------------------------------------- losses
-def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """(1 - SSIM) / 2 per pixel, with 3x3 mean windows and reflection padding, clamped to [0, 1]."""
-    c1, c2 = 0.01**2, 0.03**2
-    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
-    numerator = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)
-    denominator = (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
-    return ((1 - numerator / denominator) / 2).clamp(0, 1)
-
-
-def photometric_error(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """0.85 (1 - SSIM) / 2 + 0.15 L1, averaged over channels: (B, 1, H, W)."""
-    l1 = (prediction - target).abs().mean(1, keepdim=True)
-    return 0.85 * ssim_loss(prediction, target).mean(1, keepdim=True) + 0.15 * l1
-
-
-def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-    """Edge-aware smoothness of mean-normalised disparity."""
-    disp = disp / (disp.mean(dim=(2, 3), keepdim=True) + 1e-7)
-    grad_disp_x = (disp[:, :, :, :-1] - disp[:, :, :, 1:]).abs()
-    grad_disp_y = (disp[:, :, :-1, :] - disp[:, :, 1:, :]).abs()
-    grad_img_x = (image[:, :, :, :-1] - image[:, :, :, 1:]).abs().mean(1, keepdim=True)
-    grad_img_y = (image[:, :, :-1, :] - image[:, :, 1:, :]).abs().mean(1, keepdim=True)
-    return (grad_disp_x * torch.exp(-grad_img_x)).mean() + (grad_disp_y * torch.exp(-grad_img_y)).mean()
-
-
-def min_reprojection(
-    reprojection: torch.Tensor, identity: torch.Tensor | None, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pixel minimum over sources, auto-masked: pixels whose unwarped error is smaller drop out.
-
-    ``reprojection`` and ``identity`` are (B, S, H, W). Returns the per-pixel loss and the mask
-    of pixels that count (1 where a warped source wins).
-    """
-    if identity is None:
-        loss, _ = reprojection.min(dim=1)
-        return loss, torch.ones_like(loss)
-    # A tiny random offset breaks ties on static texture-less pixels, as monodepth2 does.
-    noise = torch.randn(identity.shape, generator=generator, dtype=identity.dtype).to(identity.device) * 1e-5
-    combined = torch.cat([identity + noise, reprojection], dim=1)
-    loss, index = combined.min(dim=1)
-    mask = (index >= identity.shape[1]).to(loss.dtype)
-    return loss * mask, mask
 
 
 @dataclass
@@ -347,7 +228,7 @@ class DepthTrainer:
         if self.options.intrinsics is None:
             intrinsics = (motion_previous["intrinsics"] + motion_next["intrinsics"]) / 2
         else:
-            intrinsics = camera_matrix(self.options.intrinsics, h, w, target).expand(target.shape[0], 3, 3)
+            intrinsics = intrinsics_from_fractions(self.options.intrinsics, h, w, target).expand(target.shape[0], 3, 3)
         # Transforms from the target camera into each neighbour's.
         to_previous = pose_matrix(motion_previous["axisangle"], motion_previous["translation"], invert=True)
         to_next = pose_matrix(motion_next["axisangle"], motion_next["translation"])
@@ -498,100 +379,3 @@ def train_depth(options: DepthTrainOptions) -> DepthTrainResult:
     """Run ``dagan train-depth``; a run that fails before writing anything leaves no empty run folder."""
     with removed_if_failed_empty(options.out):
         return DepthTrainer(options).run()
-
-
-# --------------------------------------------------------------------------- evaluation
-DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "delta_1.25")
-
-
-def depth_errors(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """abs-rel, sq-rel, RMSE and the share within 1.25x, over matching pixel arrays."""
-    ratio = np.maximum(truth / prediction, prediction / truth)
-    return {
-        "abs_rel": float(np.mean(np.abs(truth - prediction) / truth)),
-        "sq_rel": float(np.mean((truth - prediction) ** 2 / truth)),
-        "rmse": float(np.sqrt(np.mean((truth - prediction) ** 2))),
-        "delta_1.25": float(np.mean(ratio < 1.25)),
-    }
-
-
-def median_scaled(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Scale a prediction so its median matches the truth's (monocular depth has no absolute scale)."""
-    return np.clip(prediction * (np.median(truth) / np.median(prediction)), MIN_DEPTH, MAX_DEPTH)
-
-
-def has_ground_truth(data: str | Path, split: str = "test") -> bool:
-    """Whether a split has ``dagan synth`` ground truth (``NAME.npz`` beside its clips)."""
-    folder = Path(data) / split
-    return folder.is_dir() and any(c.with_suffix(".npz").is_file() for c in list_clips(folder))
-
-
-#: The masks ``depth_errors`` is scored over, best first.
-_MASK_KEYS = ("face_mask", "head_mask")
-
-
-def _evaluation_masks(truth: dict[str, np.ndarray], depth: np.ndarray) -> np.ndarray:
-    """The face pixels of each frame; older ``dagan synth`` data has only the head, or only depth."""
-    for key in _MASK_KEYS:
-        if key in truth:
-            return truth[key].astype(bool)
-    return depth > 0
-
-
-@torch.no_grad()
-def evaluate_depth(
-    network: FaceDepthNetwork,
-    data: str | Path,
-    split: str = "test",
-    frames_per_clip: int = 8,
-    size: int | None = None,
-    baselines: bool = True,
-) -> dict[str, dict[str, float]]:
-    """Depth errors on a ``dagan synth`` split (face pixels, per-image median scaling), with baselines.
-
-    Returns {"model": ..., "constant": ..., "untrained": ...} (only "model" without ``baselines``),
-    each mapping metric to its mean.
-    """
-    clips = [c for c in list_clips(Path(data) / split) if c.with_suffix(".npz").is_file()]
-    if not clips:
-        raise DaganError(f"no clips with ground truth (NAME.npz, from dagan synth) in {Path(data) / split}")
-    device = next(network.parameters()).device
-    size = size or network.config.height
-    networks = {"model": network.eval()}
-    if baselines:
-        # A fixed seed makes the untrained baseline the same network in every report.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(UNTRAINED_SEED)
-            networks["untrained"] = FaceDepthNetwork(network.config).to(device).eval()
-    names = ("model", "constant", "untrained") if baselines else ("model",)
-    sums = {name: dict.fromkeys(DEPTH_METRICS, 0.0) for name in names}
-    count = 0
-    for clip in clips:
-        truth = read_arrays(clip.with_suffix(".npz"), ("depth",), _MASK_KEYS)
-        gt_depth = truth["depth"].astype(np.float32)
-        masks = _evaluation_masks(truth, gt_depth)
-        frames = list(iter_frames(probe_video(clip)))
-        picks = np.linspace(0, len(frames) - 1, min(frames_per_clip, len(frames))).round().astype(int)
-        batch = torch.from_numpy(np.stack([resize_frame(frames[i], size) for i in picks]).transpose(0, 3, 1, 2)).to(
-            device
-        )
-        for name, net in networks.items():
-            disp = F.interpolate(net(batch), size=gt_depth.shape[1:], mode="bilinear", align_corners=False)
-            depth = disp_to_depth(disp)[:, 0].cpu().numpy()
-            for j, index in enumerate(picks):
-                mask = masks[index] & (gt_depth[index] > 0)
-                errors = depth_errors(median_scaled(depth[j][mask], gt_depth[index][mask]), gt_depth[index][mask])
-                for key, value in errors.items():
-                    sums[name][key] += value
-        for index in picks if baselines else ():
-            mask = masks[index] & (gt_depth[index] > 0)
-            truth = gt_depth[index][mask]
-            for key, value in depth_errors(median_scaled(np.ones_like(truth), truth), truth).items():
-                sums["constant"][key] += value
-        count += len(picks)
-    return {name: {k: v / count for k, v in values.items()} for name, values in sums.items()}
-
-
-def load_trained_depth(directory: str | Path) -> FaceDepthNetwork:
-    """The depth network in a ``train-depth`` run folder (or any ``encoder.pth`` + ``depth.pth`` folder)."""
-    return load_depth_network(read_depth_weights(directory))

@@ -102,3 +102,8 @@ def load_animation_networks(checkpoint: str | Path, depth_weights: str | Path | 
     if not isinstance(size, int) or size < 16:
         raise DaganError(f"checkpoint {checkpoint} records an invalid frame size {size!r}")
     return AnimationNetworks(kp_detector, generator, depth, dataclasses.replace(config, depth=depth.config), size)
+
+
+def load_trained_depth(directory: str | Path) -> FaceDepthNetwork:
+    """The depth network in a ``train-depth`` run folder (or any ``encoder.pth`` + ``depth.pth`` folder)."""
+    return load_depth_network(read_depth_weights(directory))
