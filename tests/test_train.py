@@ -218,3 +218,21 @@ def test_a_run_without_adversarial_terms_crosses_epochs_without_scheduler_warnin
     assert not [w for w in caught if "lr_scheduler" in str(w.message)]
     state = torch.load(tmp_path / "no_gan" / "checkpoint.pth.tar", weights_only=True)
     assert state["epoch"] >= 1 and state["scheduler_generator"]["last_epoch"] == state["epoch"]
+
+
+def test_the_run_log_is_written_without_tensorboard(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    import numpy as np
+
+    from dagan.pipelines.distributed import RunLog
+
+    # An import of a module set to None raises ImportError: tensorboard "not installed".
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    log = RunLog(tmp_path)
+    log.scalars({"step": 1, "loss": 0.5})
+    log.image("visual", np.zeros((8, 8, 3), np.float32), 1)
+    log.close()
+    assert json.loads((tmp_path / "log.jsonl").read_text()) == {"step": 1, "loss": 0.5}
+    assert (tmp_path / "visuals" / "step_00000001.png").is_file() and not (tmp_path / "tensorboard").exists()
