@@ -121,3 +121,12 @@ def test_random_weights_run_the_whole_path_and_missing_inputs_are_reported(tmp_p
     assert str(tmp_path / "nowhere.model") in report["lse_c"]["unavailable"]
     assert main(base) == 0
     assert "--syncnet-weights" in json.loads((out / "metrics.json").read_text())["lse_d"]["unavailable"]
+
+
+def test_without_the_mfcc_package_lip_sync_is_reported_unavailable(tmp_path, monkeypatch):
+    from dagan.pipelines.evaluate import EvaluateOptions, _lip_sync
+
+    monkeypatch.setattr("dagan.pipelines.evaluate.has_mfcc", lambda: False)
+    report = _lip_sync([], EvaluateOptions(generated=tmp_path, out=tmp_path / "r", metrics=("lse_d", "lse_c")))
+    assert set(report) == {"lse_d", "lse_c"}
+    assert all("pip install 'dagan[eval]'" in entry["unavailable"] for entry in report.values())

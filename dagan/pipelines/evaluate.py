@@ -28,6 +28,7 @@ from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, to_uint8, write_png
 from dagan.io.plots import image_grid, write_histogram
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, media_files_by_stem, probe_video, read_audio
+from dagan.metrics.audio import MISSING_MFCC, has_mfcc
 from dagan.metrics.fid import feature_statistics, frechet_distance
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
 from dagan.metrics.lse import FPS, SAMPLE_RATE, lip_sync_score
@@ -475,6 +476,8 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
     def unavailable(reason: str) -> dict[str, dict]:
         return {name: _unavailable(name, LSE_PROTOCOL, reason) for name in names}
 
+    if not has_mfcc():
+        return unavailable(MISSING_MFCC)
     weights = options.syncnet_weights
     if weights is None:
         return unavailable("needs --syncnet-weights syncnet_v2.model (syncnet_python's weights; not downloadable here)")
