@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import correlate1d, uniform_filter
+from scipy.ndimage import correlate1d
 
 from dagan.metrics.matlab import fspecial_gaussian
 
@@ -68,14 +68,13 @@ def ssim_gaussian(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim_skimage(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM as ``skimage.metrics.structural_similarity(a, b, channel_axis=-1, data_range=1)``."""
-    size, pad = 7, 3
-    samples = size * size
+    """SSIM as the DaGAN authors compute it: skimage's ``structural_similarity(channel_axis=-1, data_range=1)``.
 
-    def mean(z: np.ndarray) -> np.ndarray:
-        return uniform_filter(z, size=size, mode="reflect")
+    scikit-image itself is called: on float32 frames it is 2.6x faster than the same arithmetic
+    in float64 here (``benchmarks/evaluate.py``).
+    """
+    from skimage.metrics import structural_similarity
 
-    values = [
-        _ssim_map(x, y, mean, samples / (samples - 1))[pad:-pad, pad:-pad].mean() for x, y in _per_channel(a, b, size)
-    ]
-    return float(np.mean(values))
+    a, b = np.asarray(a), np.asarray(b)
+    _per_channel(a, b, 7)  # the Gaussian convention's refusals too: shapes that differ, frames under 7x7
+    return float(structural_similarity(a, b, channel_axis=-1 if a.ndim == 3 else None, data_range=1))
