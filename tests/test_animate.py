@@ -41,6 +41,7 @@ def test_batch_sizes_give_the_same_frames(tiny_animator, tiny_files, clip_frames
     assert np.abs(one[0] - one[-1]).max() > 1e-3  # the frames really move
 
 
+@pytest.mark.slow
 def test_best_frame_equals_the_original_forward_backward_procedure(tiny_animator, tiny_files, clip_frames):
     source = read_image(tiny_files["source"])
     n = 2
@@ -62,6 +63,7 @@ def test_absolute_mode_uses_driving_keypoints_as_they_are():
     assert torch.allclose(relative.value, kp_driving.value - kp_initial.value + kp_source.value)
 
 
+@pytest.mark.slow
 def test_absolute_mode_end_to_end_against_golden(golden_files, golden, golden_state_dicts):
     animator = Animator.from_checkpoint(golden_files["checkpoint"], golden_files["depth"], device="cpu")
     source = read_image(DATA / "src_256.png")
@@ -103,6 +105,7 @@ def test_cli_writes_side_by_side_depth_and_copies_audio(tiny_files, tmp_path):
     assert frames[0][:, 768:].std() > 1 / 255  # the result panel holds an image (frames are in [0, 1])
 
 
+@pytest.mark.slow
 def test_spade_checkpoint_animates(tmp_path, tiny_files, clip_frames):
     from dagan.io.checkpoint import write_original_checkpoint
 
@@ -121,6 +124,7 @@ def _cli(tiny_files, *extra):
     return main([*argv, "--depth-weights", str(tiny_files["depth"]), "--device", "cpu", *map(str, extra)])
 
 
+@pytest.mark.slow
 def test_a_still_driving_image_gives_one_image(tiny_animator, tiny_files, clip_frames, tmp_path):
     driving = tmp_path / "pose.png"
     write_png(driving, clip_frames[3])
@@ -141,6 +145,7 @@ def test_a_still_driving_image_gives_one_image(tiny_animator, tiny_files, clip_f
     assert _cli(tiny_files, "--driving", driving, "--output", tmp_path / "moved.mp4") == 2
 
 
+@pytest.mark.slow
 def test_reference_is_a_driving_frame_or_an_image(tiny_animator, tiny_files, clip_frames, tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -195,6 +200,7 @@ def test_the_keypoint_smoother_steadies_a_track_and_follows_its_motion():
         KeypointSmoother(-1)
 
 
+@pytest.mark.slow
 def test_smooth_zero_gives_todays_frames_and_smoothing_is_batch_independent(tiny_animator, tiny_files, clip_frames):
     source = read_image(tiny_files["source"])
     today = _run(tiny_animator, source, clip_frames, batch_size=2)
@@ -204,6 +210,7 @@ def test_smooth_zero_gives_todays_frames_and_smoothing_is_batch_independent(tiny
     assert np.abs(_run(tiny_animator, source, clip_frames, batch_size=4, smooth=3.0) - steady).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_several_sources_share_one_pass_over_the_driving_video(tiny_files, tmp_path, monkeypatch):
     from dagan.pipelines import animate as animate_module
 

@@ -14,6 +14,7 @@ from dagan.errors import DaganError
 from dagan.io.image import to_uint8
 
 
+@pytest.mark.slow
 def test_import_dagan_stays_light_and_names_load_on_first_use():
     code = "import sys, dagan; print('torch' in sys.modules); dagan.Animator; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -39,6 +40,7 @@ def animator(tiny_files):
     return dagan.Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], device="cpu")
 
 
+@pytest.mark.slow
 def test_animator_takes_paths_arrays_and_pil_images_alike(animator, tiny_files, tmp_path):
     by_path = animator(tiny_files["source"], tiny_files["driving"])
     frames, fps = dagan.read_video(tiny_files["driving"])

@@ -100,6 +100,7 @@ def test_boxes_past_the_edge_are_padded_by_replication_not_shifted():
 
 
 @needs_sample
+@pytest.mark.slow
 def test_the_default_framing_reproduces_the_sample_voxceleb_crop():
     from dagan.io.video import iter_pixels, probe_video
     from dagan.pipelines.crop import FaceFinder

@@ -131,6 +131,7 @@ def test_depth_weights_without_checkpoint_is_one_error_line(capsys, tmp_path):
 
 
 @pytest.mark.skipif(not DEMO_MODEL.is_file(), reason=f"the bundled model {DEMO_MODEL} is not in this checkout")
+@pytest.mark.slow
 def test_demo_animates_the_bundled_portrait(tmp_path, capsys):
     assert main(["demo", "--output", str(tmp_path / "demo"), "--quiet"]) == 0
     printed = capsys.readouterr().out

@@ -99,6 +99,7 @@ def depth_data(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_trainer_writes_original_format_that_loads_strictly_and_animates(depth_data, tmp_path, tiny_files):
     out = tmp_path / "depth_run"
     result = train_depth(DepthTrainOptions(data=depth_data, out=out, size=64, max_steps=2, workers=0, quiet=True))
@@ -138,6 +139,7 @@ def test_known_intrinsics_replace_the_learnt_camera(depth_data, tmp_path):
     assert bad_flag.value.code == 2
 
 
+@pytest.mark.slow
 def test_learning_rate_drops_for_the_last_quarter_and_can_be_replaced_on_resume(depth_data, tmp_path):
     import json
 

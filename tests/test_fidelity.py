@@ -126,6 +126,7 @@ def test_generator_matches_golden(golden_nets, golden):
         assert _max_diff(out[key], golden[key]) < IMAGE_TOL, key
 
 
+@pytest.mark.slow
 def test_generator_with_cached_source_encoding_is_identical(golden_nets, golden):
     gen = golden_nets["generator"]
     args = (

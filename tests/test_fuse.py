@@ -111,6 +111,7 @@ def test_fused_generator_matches(variant):
     ],
     ids=["default", "fused", "channels-last", "three-workers"],
 )
+@pytest.mark.slow
 def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
     threads = torch.get_num_threads()
     plain = Animator.from_checkpoint(
@@ -128,6 +129,7 @@ def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
     assert torch.get_num_threads() == threads  # the workers' share of the cores is given back
 
 
+@pytest.mark.slow
 def test_cpu_workers_default_to_one_per_core_and_only_on_cpu(tiny_files):
     animator = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
     assert animator.cpu_workers() == min(torch.get_num_threads(), 4)
@@ -144,6 +146,7 @@ def test_cpu_workers_default_to_one_per_core_and_only_on_cpu(tiny_files):
         Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu", InferenceConfig(cpu_workers=-1))
 
 
+@pytest.mark.slow
 def test_bf16_runs_and_stays_close(tiny_files):
     exact = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
     bf16 = Animator.from_checkpoint(

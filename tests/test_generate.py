@@ -38,6 +38,7 @@ def _argv(tiny_files, out, *extra):
             "--out", str(out), "--quiet", *extra]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_folder_pairs_generate_then_evaluate(tiny_files, pair_folders, tmp_path, capsys):
     sources, drivers = pair_folders
     out = tmp_path / "generate_tiny_self"
@@ -65,6 +66,7 @@ def test_folder_pairs_generate_then_evaluate(tiny_files, pair_folders, tmp_path,
     assert report["l1"]["count"] == 1 + len(video) and 0 < report["l1"]["value"] < 1
 
 
+@pytest.mark.slow
 def test_ranks_share_the_pairs_and_match_one_process(tiny_files, pair_folders, tmp_path, monkeypatch):
     sources, drivers = pair_folders
     common = {"checkpoint": tiny_files["checkpoint"], "depth_weights": tiny_files["depth"], "source_dir": sources,
@@ -81,6 +83,7 @@ def test_ranks_share_the_pairs_and_match_one_process(tiny_files, pair_folders, t
     assert np.array_equal(np.stack(a), np.stack(b))
 
 
+@pytest.mark.slow
 def test_pairs_csv_paths_frames_and_errors(tiny_files, tmp_path, capsys):
     root = tmp_path / "root"
     root.mkdir()
@@ -100,6 +103,7 @@ def test_pairs_csv_paths_frames_and_errors(tiny_files, tmp_path, capsys):
     assert main(_argv(tiny_files, tmp_path / "bad", "--source-dir", str(root))) == 2
 
 
+@pytest.mark.slow
 def test_image_pairs_in_one_batch_match_one_at_a_time(tiny_files, tmp_path):
     frames, _ = read_video(tiny_files["driving"])
     sources, drivers = tmp_path / "s", tmp_path / "d"

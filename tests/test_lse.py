@@ -61,6 +61,7 @@ def test_syncnet_layout_matches_the_manifest():
 
 
 @needs_golden
+@pytest.mark.slow
 def test_golden_lse_through_a_lossless_video_and_dagan_evaluate(tmp_path):
     golden = np.load(GOLDEN)
     meta = json.loads(str(golden["meta"]))

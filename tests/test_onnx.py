@@ -44,6 +44,7 @@ def test_export_writes_four_graphs_and_a_manifest(onnx_export):
     assert not list(onnx_export.glob("*.tmp*"))
 
 
+@pytest.mark.slow
 def test_onnxruntime_frames_match_torch(onnx_export, tiny_files):
     torch_path = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
     runtime = Animator.from_checkpoint(onnx_export, device="cpu", inference=InferenceConfig(backend="onnxruntime"))
@@ -85,6 +86,7 @@ def test_a_folder_without_a_manifest_is_a_clear_error(tmp_path, tiny_files, caps
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_the_demo_models_aligned_warps_and_blend_survive_export(tiny_files, tmp_path):
     trained = write_aligned_training_checkpoint(tmp_path / "aligned.pth.tar", seed=1, blend_deformed=True)
     out = tmp_path / "onnx"

@@ -53,6 +53,7 @@ def _state(result) -> dict[str, torch.Tensor]:
     return out
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(synth_data, depth_dir, tmp_path):
     straight = train(_options(synth_data, tmp_path / "straight", depth_dir, max_steps=5))
     train(_options(synth_data, tmp_path / "split", depth_dir, max_steps=3))
@@ -187,6 +188,7 @@ def test_unavailable_device_is_a_clean_error(tiny_files, capsys):
     assert "no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bf16_training_runs_and_checkpoints(synth_data, depth_dir, tmp_path):
     fp32 = train(_options(synth_data, tmp_path / "fp32", depth_dir, max_steps=2))
     bf16 = train(_options(synth_data, tmp_path / "bf16", depth_dir, max_steps=2, precision="bf16"))
@@ -205,6 +207,7 @@ def test_fp16_training_on_cpu_is_refused(synth_data, depth_dir, tmp_path, capsys
     assert code == 2 and "bf16" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_run_without_adversarial_terms_crosses_epochs_without_scheduler_warnings(synth_data, depth_dir, tmp_path):
     config = load_config(TINY_CONFIG)
     weights = dataclasses.replace(
