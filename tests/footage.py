@@ -102,6 +102,18 @@ def tone_envelope(seconds: np.ndarray, total: float) -> np.ndarray:
     return 0.05 + 0.25 * seconds / total
 
 
+def photo_with_portraits(
+    path: Path, corners: list[tuple[int, int]], size: int = 300, canvas: tuple[int, int] = (1200, 800)
+) -> np.ndarray:
+    """A photo (saved at ``path``) of the sample portrait, ``size`` pixels, at each corner; returns it as a frame."""
+    portrait = Image.open(PORTRAIT).convert("RGB").resize((size, size), Image.LANCZOS)
+    photo = Image.new("RGB", canvas, (86, 112, 78))
+    for corner in corners:
+        photo.paste(portrait, corner)
+    photo.save(path)
+    return np.asarray(photo, dtype=np.float32) / 255
+
+
 def audio_seconds(path: Path) -> float:
     """Seconds of decoded audio in a file (0 without an audio track)."""
     samples, rate = 0, 1

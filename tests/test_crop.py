@@ -21,6 +21,7 @@ from .footage import (
     PORTRAIT,
     TWO_SCENES,
     audio_seconds,
+    photo_with_portraits,
     tone_envelope,
     video_frames,
     write_footage,
@@ -164,18 +165,10 @@ def test_png_format_writes_frame_folders(tmp_path):
         assert read_image(frames[0]).shape == (128, 128, 3)
 
 
-def _photo_with_portraits(path, corners, size=300, canvas=(1200, 800)):
-    portrait = Image.open(PORTRAIT).convert("RGB").resize((size, size), Image.LANCZOS)
-    photo = Image.new("RGB", canvas, (90, 120, 80))
-    for corner in corners:
-        photo.paste(portrait, corner)
-    photo.save(path)
-
-
 @needs_sample
 def test_a_photo_gives_one_crop_per_face_left_to_right(tmp_path):
     photo = tmp_path / "group.jpg"
-    _photo_with_portraits(photo, [(700, 300), (100, 150)])
+    photo_with_portraits(photo, [(700, 300), (100, 150)])
     out = tmp_path / "crops"
     assert main(["crop", "--input", str(photo), "--out", str(out), "--quiet"]) == 0
     rows = list(csv.DictReader(open(out / "tracks.csv", encoding="utf-8")))
@@ -191,7 +184,7 @@ def test_faces_too_small_are_warned_about_and_skipped(tmp_path, capsys):
     from dagan.pipelines.crop import crop_files
 
     photo = tmp_path / "small.png"
-    _photo_with_portraits(photo, [(100, 100)])
+    photo_with_portraits(photo, [(100, 100)])
     report = crop_files(photo, tmp_path / "out", CropConfig(min_face=1000), quiet=True)
     assert report.clips == []
     assert "too small to animate" in capsys.readouterr().err
@@ -201,7 +194,7 @@ def test_faces_too_small_are_warned_about_and_skipped(tmp_path, capsys):
 def test_a_folder_of_inputs_and_a_faceless_image(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    _photo_with_portraits(inputs / "one.png", [(100, 100)])
+    photo_with_portraits(inputs / "one.png", [(100, 100)])
     write_png(inputs / "wall.png", np.full((200, 300, 3), 0.5, dtype=np.float32))
     out = tmp_path / "out"
     assert main(["crop", "--input", str(inputs), "--out", str(out), "--quiet"]) == 0
@@ -228,7 +221,7 @@ def test_crop_refuses_a_folder_that_is_not_empty_and_bad_options(tmp_path, capsy
 def test_inputs_sharing_a_stem_are_all_cropped_under_their_full_names(tmp_path):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    _photo_with_portraits(inputs / "talk.png", [(100, 100)])
+    photo_with_portraits(inputs / "talk.png", [(100, 100)])
     write_footage(inputs / "talk.mp4", TWO_SCENES[1:], audio=False)
     out = tmp_path / "out"
     assert main(["crop", "--input", str(inputs), "--out", str(out), "--quiet"]) == 0
@@ -240,7 +233,7 @@ def test_inputs_sharing_a_stem_are_all_cropped_under_their_full_names(tmp_path):
 def test_a_failure_part_way_through_a_folder_leaves_no_crops_behind(tmp_path, capsys):
     inputs = tmp_path / "in"
     inputs.mkdir()
-    _photo_with_portraits(inputs / "a.png", [(100, 100)])
+    photo_with_portraits(inputs / "a.png", [(100, 100)])
     (inputs / "b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
     out = tmp_path / "out"
     assert main(["crop", "--input", str(inputs), "--out", str(out), "--quiet"]) == 2

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from dagan.cli import main
 from dagan.face import head_mask
-from dagan.io.image import read_image, to_float_rgb, write_png
+from dagan.io.image import read_image, write_png
 from dagan.io.video import read_video
 from dagan.pipelines.footage import PasteBack, PhotoFace, driving_clips
 
-from .footage import DRIVING, PORTRAIT, Scene, write_footage
+from .footage import DRIVING, PORTRAIT, Scene, photo_with_portraits, write_footage
 
 needs_sample = pytest.mark.skipif(
     not (DRIVING.is_file() and PORTRAIT.is_file()), reason=f"the sample video and portrait are not in {DRIVING.parent}"
 )
 dlib = pytest.importorskip("dlib", reason="--crop needs dlib (pip install 'dagan[face]')")
+
+#: The portrait's size and the photo's canvas in these tests.
+PHOTO = (320, (960, 640))
 
 #: A face, a faceless stretch, the face again elsewhere: 36 frames.
 WITH_A_GAP = [
@@ -83,18 +85,9 @@ def test_paste_back_changes_the_photo_only_through_the_mask():
 def test_the_driving_clips_are_one_face_at_a_time():
     from dagan.pipelines.crop import Clip
 
-    clips = [Clip("a", 0, 0, 50, (0, 0, 1, 1), 100), Clip("b", 1, 10, 30, (0, 0, 1, 1), 100),
-             Clip("c", 1, 50, 60, (0, 0, 1, 1), 100), Clip("d", 2, 55, 90, (0, 0, 1, 1), 100)]  # fmt: skip
+    clips = [Clip("a", 0, 0, 50, (0, 0, 1, 1)), Clip("b", 1, 10, 30, (0, 0, 1, 1)),
+             Clip("c", 1, 50, 60, (0, 0, 1, 1)), Clip("d", 2, 55, 90, (0, 0, 1, 1))]  # fmt: skip
     assert [c.file for c in driving_clips(clips)] == ["a", "d"]
-
-
-def _photo(path, corners, size=320, canvas=(960, 640)):
-    portrait = Image.open(PORTRAIT).convert("RGB").resize((size, size), Image.LANCZOS)
-    photo = Image.new("RGB", canvas, (86, 112, 78))
-    for corner in corners:
-        photo.paste(portrait, corner)
-    photo.save(path)
-    return to_float_rgb(np.asarray(photo))
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +100,7 @@ def driving_with_a_gap(tmp_path_factory):
 @needs_sample
 @pytest.mark.slow
 def test_paste_back_keeps_the_photo_away_from_the_face_and_animates_inside_it(tmp_path, driving_with_a_gap):
-    photo = _photo(tmp_path / "photo.png", [(320, 200)])
+    photo = photo_with_portraits(tmp_path / "photo.png", [(320, 200)], *PHOTO)
     out = tmp_path / "out.mp4"
     argv = ["animate", "--source", str(tmp_path / "photo.png"), "--driving", str(driving_with_a_gap),
             "--crop", "--paste-back", "--output", str(out), "--quiet"]  # fmt: skip
@@ -130,7 +123,7 @@ def test_paste_back_keeps_the_photo_away_from_the_face_and_animates_inside_it(tm
 @needs_sample
 @pytest.mark.slow
 def test_all_faces_of_a_photo_each_get_their_crop_and_paste(tmp_path, driving_with_a_gap, capsys):
-    photo = _photo(tmp_path / "two.png", [(40, 160), (560, 120)])
+    photo = photo_with_portraits(tmp_path / "two.png", [(40, 160), (560, 120)], *PHOTO)
     common = ["animate", "--source", str(tmp_path / "two.png"), "--driving", str(driving_with_a_gap), "--crop"]
     assert main([*common, "--face", "all", "--output", str(tmp_path / "faces") + "/", "--quiet"]) == 0
     crops = sorted((tmp_path / "faces").glob("*.mp4"))
@@ -156,7 +149,7 @@ def test_no_face_in_the_photo_or_the_driving_video_is_one_line(tmp_path, driving
     assert "no face found in the source photo wall.png" in err and len(err.strip().splitlines()) <= 2
     faceless = tmp_path / "faceless.mp4"
     write_footage(faceless, [Scene(12, 0, (0, 0), (0, 0), (120, 90, 60))], audio=False)
-    _photo(tmp_path / "photo.png", [(100, 100)])
+    photo_with_portraits(tmp_path / "photo.png", [(100, 100)], *PHOTO)
     assert main(["animate", "--source", str(tmp_path / "photo.png"), "--driving", str(faceless), "--crop",
                  "--output", str(out), "--quiet"]) == 2  # fmt: skip
     assert "no face found in the driving video" in capsys.readouterr().err
@@ -185,7 +178,7 @@ def test_footage_flags_need_crop(tmp_path, capsys):
 @needs_sample
 @pytest.mark.slow
 def test_published_layout_checkpoints_animate_real_footage_at_their_own_size(tmp_path, tiny_files, driving_with_a_gap):
-    _photo(tmp_path / "photo.png", [(320, 200)])
+    photo_with_portraits(tmp_path / "photo.png", [(320, 200)], *PHOTO)
     weights = ["--checkpoint", str(tiny_files["checkpoint"]), "--depth-weights", str(tiny_files["depth"])]
     common = ["animate", "--source", str(tmp_path / "photo.png"), "--driving", str(driving_with_a_gap), "--crop",
               *weights, "--quiet"]  # fmt: skip

@@ -106,12 +106,8 @@ def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
     return VideoInfo(path, Fraction(fps), count, has_audio, False, width, height)
 
 
-def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
-    """Yield the frames (float32 RGB in [0, 1], (H, W, 3)) of a video or a frame folder, one at a time."""
-    if info.is_directory:
-        for file in list_frame_files(info.path):
-            yield read_image(file)
-        return
+def _decoded(info: VideoInfo) -> Iterator[av.VideoFrame]:
+    """The decoded frames of a video file; a decoding error or a clear shortfall is one DaganError."""
     decoded = 0
     try:
         with av.open(str(info.path)) as container:
@@ -119,12 +115,22 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 decoded += 1
-                yield to_float_rgb(frame.to_ndarray(format="rgb24"))
+                yield frame
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DaganError(f"driving video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
+        raise DaganError(f"video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
     # Container frame counts can overstate what edit lists let through; only a clear shortfall is truncation.
     if info.frame_count and decoded < 0.95 * info.frame_count - 1:
-        raise DaganError(f"driving video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
+        raise DaganError(f"video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
+
+
+def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
+    """Yield the frames (float32 RGB in [0, 1], (H, W, 3)) of a video or a frame folder, one at a time."""
+    if info.is_directory:
+        for file in list_frame_files(info.path):
+            yield read_image(file)
+        return
+    for frame in _decoded(info):
+        yield to_float_rgb(frame.to_ndarray(format="rgb24"))
 
 
 def iter_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[np.ndarray]:
@@ -162,21 +168,13 @@ def iter_timed_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[
                 pixels = np.asarray(Image.fromarray(pixels).resize((width, height), Image.BILINEAR, reducing_gap=2.0))
             yield index / float(info.fps), pixels
         return
-    decoded = 0
-    try:
-        with av.open(str(info.path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                seconds = frame.time if frame.time is not None else decoded / float(info.fps)
-                decoded += 1
-                width, height = shrunk_size(frame.width, frame.height)
-                if (width, height) == (frame.width, frame.height):
-                    yield seconds, frame.to_ndarray(format="rgb24")
-                else:
-                    yield seconds, frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DaganError(f"video {info.path} is corrupt after {decoded} frames ({first_line(exc)})") from exc
+    for index, frame in enumerate(_decoded(info)):
+        seconds = frame.time if frame.time is not None else index / float(info.fps)
+        width, height = shrunk_size(frame.width, frame.height)
+        if (width, height) == (frame.width, frame.height):
+            yield seconds, frame.to_ndarray(format="rgb24")
+        else:
+            yield seconds, frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
 
 
 def list_media_files(folder: str | Path) -> list[Path]:
