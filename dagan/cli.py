@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from dagan import __version__
@@ -119,6 +120,22 @@ def _depth_size(text: str) -> int:
     except DaganError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
+
+
+def _path(value: str | None) -> Path | None:
+    """An optional path option as a Path (None when not given)."""
+    return Path(value) if value else None
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    from dagan.config import DEVICES
+
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where the networks run (auto: CUDA, then Apple MPS, then CPU)",
+    )
 
 
 def _add_max_pixels(p: argparse.ArgumentParser) -> None:
@@ -268,12 +285,31 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         help="render synthetic talking heads with ground-truth depth, landmarks and pose",
         description="Render a VoxCeleb-style train/ + test/ dataset of synthetic talking heads.",
     )
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--identities", type=_positive_int, default=10, metavar="N")
-    p.add_argument("--clips-per-identity", type=_positive_int, default=2, metavar="K")
-    p.add_argument("--frames", type=_positive_int, default=64, metavar="F")
+    p.add_argument(
+        "--out",
+        "--output",
+        dest="out",
+        required=True,
+        metavar="DIR",
+        help="dataset folder: train/ and test/ clips, with ground truth",
+    )
+    p.add_argument(
+        "--identities",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="synthetic people (a tenth or at least one held out for test/)",
+    )
+    p.add_argument("--clips-per-identity", type=_positive_int, default=2, metavar="K", help="clips per person")
+    p.add_argument("--frames", type=_positive_int, default=64, metavar="F", help="frames per clip")
     p.add_argument("--size", type=_even_size, default=256, metavar="S", help="even, at least 16")
-    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="X")
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        metavar="X",
+        help="random seed: the same seed renders the same dataset",
+    )
     p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="clips as mp4 files or PNG folders")
     p.add_argument(
         "--still-head",
@@ -281,7 +317,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         help="each clip keeps one head pose; only the camera moves (and the mouth and eyes): a static scene "
         "for self-supervised depth (docs/depth.md)",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synth)
 
 
@@ -304,11 +340,11 @@ def _add_train_landmarks(sub: argparse._SubParsersAction) -> None:
         "find synthetic heads reliably); dagan evaluate --landmark-weights uses it for AKD.",
     )
     p.add_argument("--data", required=True, metavar="DIR", help="a dagan synth dataset")
-    p.add_argument("--out", required=True, metavar="FILE.pth")
+    p.add_argument("--out", "--output", dest="out", required=True, metavar="FILE.pth", help="where the weights go")
     p.add_argument("--size", type=_even_size, default=64, metavar="S", help="frame size (default 64)")
-    p.add_argument("--steps", type=_positive_int, default=1500, metavar="N")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--steps", type=_positive_int, default=1500, metavar="N", help="training steps")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_train_landmarks)
 
 
@@ -332,15 +368,20 @@ def _add_synth_eval(sub: argparse._SubParsersAction) -> None:
         "with the driver's motion), in the layout dagan evaluate --eval-set reads.",
     )
     p.add_argument("--data", required=True, metavar="DIR", help="a dagan synth dataset (its synth.json)")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument(
+        "--out",
+        "--output",
+        dest="out",
+        required=True,
+        metavar="DIR",
+        help="folder for the pairs, their ground truth and the demo inputs",
+    )
     p.add_argument("--size", type=_even_size, default=None, metavar="S", help="frame size (default: the dataset's)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_synth_eval)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from dagan.pipelines.train import TrainOptions, describe, train
 
     options = TrainOptions(
@@ -349,8 +390,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config=Path(args.config),
         resume=args.resume,
         max_steps=args.max_steps,
-        depth_weights=Path(args.depth_weights) if args.depth_weights else None,
-        vgg_weights=Path(args.vgg_weights) if args.vgg_weights else None,
+        depth_weights=_path(args.depth_weights),
+        vgg_weights=_path(args.vgg_weights),
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         workers=args.workers,
@@ -374,29 +415,36 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, metavar="CFG", help="original DaGAN YAML or dagan's own schema")
     p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/")
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument(
+        "--out", "--output", dest="out", required=True, metavar="RUN_DIR", help="run folder: checkpoint, log, visuals"
+    )
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pth.tar exactly")
-    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
+    p.add_argument(
+        "--max-steps",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="stop after N steps (default: the configured epochs)",
+    )
     p.add_argument(
         "--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights: folder or .safetensors"
     )
     p.add_argument("--vgg-weights", metavar="PATH", default=None, help="torchvision vgg19-dcbb9e9d.pth")
-    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
     p.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N", help="steps between checkpoints")
     p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N", help="data-loading worker processes")
     p.add_argument(
         "--cache-clips", type=_non_negative_int, default=0, metavar="N", help="keep N decoded clips per worker"
     )
     _add_precision_flags(p)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--quiet", action="store_true")
+    _add_device(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_train)
 
 
 def _cmd_train_depth(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from dagan.io.atomic import atomic_output
     from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
@@ -450,12 +498,19 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
         description="Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
     )
     p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/ clips")
-    p.add_argument("--out", required=True, metavar="RUN_DIR")
-    p.add_argument("--layers", type=_whole_number, choices=(18, 50), default=18)
-    p.add_argument("--size", type=_depth_size, default=256)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N")
-    p.add_argument("--batch-size", type=_batch_size, default=4, metavar="N")
+    p.add_argument(
+        "--out",
+        "--output",
+        dest="out",
+        required=True,
+        metavar="RUN_DIR",
+        help="run folder: encoder.pth, depth.pth, log, visuals",
+    )
+    p.add_argument("--layers", type=_whole_number, choices=(18, 50), default=18, help="ResNet depth of the encoder")
+    p.add_argument("--size", type=_depth_size, default=256, help="training frame size")
+    p.add_argument("--resume", action="store_true", help="continue RUN_DIR exactly where it stopped")
+    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N", help="stop after N steps")
+    p.add_argument("--batch-size", type=_batch_size, default=4, metavar="N", help="frame triplets per step")
     p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
     p.add_argument(
         "--learning-rate",
@@ -480,8 +535,8 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
         help="the pose network's translation is S times its raw output (default 0.01, monodepth2's); raise it "
         "when the log's near_bound stays high (docs/depth.md)",
     )
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
+    p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N", help="data-loading worker processes")
     p.add_argument(
         "--cache-clips",
         type=_non_negative_int,
@@ -497,13 +552,13 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
         help="score the depth on test/ every N steps when it has dagan synth ground truth: log.jsonl val_* and "
         "validation.png (0: never; default 500)",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
     p.add_argument(
         "--eval",
         action="store_true",
         help="only evaluate RUN_DIR's weights on test/ against dagan synth ground truth (with baselines)",
     )
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_train_depth)
 
@@ -568,8 +623,8 @@ def _add_crop(sub: argparse._SubParsersAction) -> None:
         "each scene cut, when the face is lost or leaves its clip's box. Writes OUT/<stem>_<index>.mp4 (with "
         "the clip's audio) or frame folders, OUT/<stem>_<face>.png for images, OUT/tracks.csv and OUT/preview.jpg.",
     )
-    p.add_argument("--input", required=True, metavar="VIDEO|IMAGE|DIR")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
+    p.add_argument("--input", required=True, metavar="VIDEO|IMAGE|DIR", help="a video, a photo, or a folder of them")
+    p.add_argument("--out", "--output", dest="out", required=True, metavar="DIR", help="output folder (new or empty)")
     p.add_argument("--size", type=_even_size, default=CropConfig.size, help="side of the crops in pixels")
     p.add_argument(
         "--increase",
@@ -595,7 +650,7 @@ def _add_crop(sub: argparse._SubParsersAction) -> None:
         "--format", choices=("mp4", "png"), default=CropConfig.format, help="clips as videos or frame folders"
     )
     _add_crop_detection_flags(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_crop)
 
@@ -626,17 +681,17 @@ def _add_depth(sub: argparse._SubParsersAction) -> None:
         description="Run the face-depth network: colour-mapped disparity, raw depth and optional point clouds.",
     )
     p.add_argument("--weights", required=True, metavar="DIR", help="folder with encoder.pth and depth.pth")
-    p.add_argument("--input", required=True, metavar="IMAGE|VIDEO|DIR")
-    p.add_argument("--out", required=True, metavar="OUT", help="output folder")
+    p.add_argument("--input", required=True, metavar="IMAGE|VIDEO|DIR", help="an image, a video or a folder of frames")
+    p.add_argument("--out", "--output", dest="out", required=True, metavar="OUT", help="output folder")
     p.add_argument("--raw", choices=("npy", "png16", "none"), default="npy", help="raw depth format")
     p.add_argument("--ply", action="store_true", help="also write a coloured point cloud per frame")
     p.add_argument(
         "--focal", type=_positive_float, default=None, help="focal length in image widths (default: learned)"
     )
-    p.add_argument("--size", type=_depth_size, default=256)
-    p.add_argument("--batch-size", type=_batch_size, default=8)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--size", type=_depth_size, default=256, help="the network's input size")
+    p.add_argument("--batch-size", type=_batch_size, default=8, help="frames per network batch")
+    _add_device(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_depth)
 
@@ -682,6 +737,8 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--output",
+        "--out",
+        dest="output",
         default=None,
         metavar="OUT.mp4|OUT_DIR/",
         help="an .mp4 (H.264, driving fps and audio) or a folder for PNG frames (default: result.mp4; "
@@ -719,7 +776,7 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         help="steady the driving motion: a One-Euro filter on the keypoints with a time constant of S frames "
         "for a still head (default 0: off, as the published results; docs/smoothing.md measures S)",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    _add_device(p)
     p.add_argument(
         "--batch-size",
         type=_batch_size,
@@ -822,7 +879,9 @@ def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
     p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the .onnx files and onnx.json")
+    p.add_argument(
+        "--out", "--output", dest="out", required=True, metavar="DIR", help="folder for the .onnx files and onnx.json"
+    )
     p.add_argument(
         "--size", type=_depth_size, default=None, metavar="S", help="frame size the graphs take (default: the model's)"
     )
@@ -848,8 +907,6 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from dagan.config import InferenceConfig
     from dagan.pipelines.generate import GenerateOptions, generate
 
@@ -860,11 +917,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     options = GenerateOptions(
         checkpoint=Path(args.checkpoint),
         out=Path(args.out),
-        depth_weights=Path(args.depth_weights) if args.depth_weights else None,
-        source_dir=Path(args.source_dir) if args.source_dir else None,
-        driving_dir=Path(args.driving_dir) if args.driving_dir else None,
-        pairs_csv=Path(args.pairs) if args.pairs else None,
-        root=Path(args.root) if args.root else None,
+        depth_weights=_path(args.depth_weights),
+        source_dir=_path(args.source_dir),
+        driving_dir=_path(args.driving_dir),
+        pairs_csv=_path(args.pairs),
+        root=_path(args.root),
         mode=args.mode,
         batch_size=args.batch_size,
         device=args.device,
@@ -883,9 +940,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="animate many (source, driving) pairs into an evaluation set (resumable, torchrun-sharded)",
         description="Pairs come from two folders matched by file name, or from source,driving[,frame] CSVs.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--depth-weights", metavar="DIR", default=None)
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
+    p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
+    p.add_argument(
+        "--out", "--output", dest="out", required=True, metavar="DIR", help="folder for the generated videos"
+    )
     p.add_argument("--source-dir", metavar="S", default=None, help="source images (or videos) named like the drivers")
     p.add_argument("--driving-dir", metavar="D", default=None, help="driving images or videos")
     p.add_argument("--pairs", metavar="CSV", default=None, help="rows source,driving[,frame] (vox_evaluation.csv)")
@@ -897,24 +956,22 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="self: reconstruct the driving video (absolute keypoints); cross: relative motion (default)",
     )
     p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N", help="driving frames per batch")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
     _add_precision_flags(p)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_generate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from dagan.pipelines.evaluate import EvaluateOptions, evaluate, resolve_eval_set
 
     if args.eval_set:
         generated, driving, source = resolve_eval_set(Path(args.eval_set), args.generated)
     else:
         generated = Path(args.generated)
-        driving = Path(args.driving) if args.driving else None
-        source = Path(args.source) if args.source else None
+        driving = _path(args.driving)
+        source = _path(args.source)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     options = EvaluateOptions(
         generated=generated,
@@ -924,11 +981,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         metrics=metrics,
         max_samples=args.max_samples,
         save_visuals=args.save_visuals,
-        syncnet_weights=Path(args.syncnet_weights) if args.syncnet_weights else None,
-        lpips_weights=Path(args.lpips_weights) if args.lpips_weights else None,
-        fid_weights=Path(args.fid_weights) if args.fid_weights else None,
-        arcface_weights=Path(args.arcface_weights) if args.arcface_weights else None,
-        landmark_weights=Path(args.landmark_weights) if args.landmark_weights else None,
+        syncnet_weights=_path(args.syncnet_weights),
+        lpips_weights=_path(args.lpips_weights),
+        fid_weights=_path(args.fid_weights),
+        arcface_weights=_path(args.arcface_weights),
+        landmark_weights=_path(args.landmark_weights),
         device=args.device,
         batch_size=args.batch_size,
         quiet=args.quiet,
@@ -953,7 +1010,14 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--generated", required=True, metavar="G", help="folder of generated images or videos")
     p.add_argument("--driving", metavar="D", default=None, help="folder of driving (ground-truth) files, same names")
     p.add_argument("--source", metavar="S", default=None, help="folder of source files, same names")
-    p.add_argument("--out", required=True, metavar="REPORT_DIR")
+    p.add_argument(
+        "--out",
+        "--output",
+        dest="out",
+        required=True,
+        metavar="REPORT_DIR",
+        help="folder for metrics.json, metrics.txt and plots",
+    )
     p.add_argument(
         "--metrics", default=",".join(ALL_METRICS), help=f"comma-separated (default: {','.join(ALL_METRICS)})"
     )
@@ -965,7 +1029,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="a dagan train-landmarks network: AKD on synthetic heads against their ground-truth landmarks",
     )
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    _add_device(p)
     p.add_argument("--batch-size", type=_batch_size, default=20, metavar="N", help="windows per network batch")
     p.add_argument(
         "--eval-set",
@@ -976,7 +1040,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--max-samples", type=_positive_int, default=None, metavar="N", help="only the first N items")
     p.add_argument("--save-visuals", action="store_true", help="write source | driving | generated triplets")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_evaluate)
 
@@ -998,8 +1062,15 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
         description="Animate a bundled synthetic portrait with a bundled driving clip, using the small model "
         "that ships with dagan (trained on synthetic heads: docs/model-card.md).",
     )
-    p.add_argument("--output", default="dagan-demo", metavar="DIR", help="folder for the videos (default: dagan-demo)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    p.add_argument(
+        "--output",
+        "--out",
+        dest="output",
+        default="dagan-demo",
+        metavar="DIR",
+        help="folder for the videos (default: dagan-demo)",
+    )
+    _add_device(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_demo)
 

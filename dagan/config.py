@@ -22,6 +22,9 @@ from dagan.errors import DaganError, first_line
 #: Images and video frames above this many pixels are refused before decoding (``--max-pixels``).
 DEFAULT_MAX_PIXELS = 50_000_000
 
+#: Where the networks may run (``--device``); "auto" picks CUDA, then Apple MPS, then CPU.
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
 #: How ``dagan animate`` draws the driving depth: a colour map over one range per video, or the original's grey.
 DEPTH_STYLES = ("colour", "original")
 
