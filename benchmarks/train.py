@@ -66,7 +66,7 @@ def worker(args: argparse.Namespace) -> None:
     trainer = Trainer(options, config)
     trainer.generator.AttnModule.mode = args.attention
     trainer.generator_objective.train()
-    batch = next(iter(trainer._loader()))
+    batch = next(iter(trainer.loader()))
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()

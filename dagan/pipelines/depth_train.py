@@ -11,8 +11,6 @@ The geometry is in ``dagan.geometry``, the losses in ``depth_losses``, the evalu
 from __future__ import annotations
 
 import json
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from dagan.config import DepthConfig, check_depth_size
 from dagan.data.dataset import FrameTripletDataset
@@ -35,14 +32,8 @@ from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.pose import MONODEPTH2_MOTION_SCALE, PoseNetwork
 from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
 from dagan.pipelines.depth_losses import min_reprojection, photometric_error, smoothness
-from dagan.pipelines.distributed import (
-    RunLog,
-    check_run_directory,
-    epoch_loader,
-    select_device,
-    setup_distributed,
-    unwrap,
-)
+from dagan.pipelines.distributed import unwrap
+from dagan.pipelines.training_loop import TrainingLoop
 
 SMOOTHNESS_WEIGHT = 1e-3
 #: Depths below this multiple of MIN_DEPTH count as pinned at the bound in the training log.
@@ -103,22 +94,17 @@ class DepthTrainResult:
     validation: list[dict[str, float]] = field(default_factory=list)
 
 
-class DepthTrainer:
+class DepthTrainer(TrainingLoop):
     """One self-supervised depth training run."""
 
     def __init__(self, options: DepthTrainOptions):
-        self.options = options
         check_depth_size(options.size)
-        self.rank, self.world, local_rank = setup_distributed()
-        self.device = select_device(options.device, local_rank)
+        self._setup(options)
         torch.manual_seed(options.seed)
         config = DepthConfig(num_layers=options.layers, height=options.size, width=options.size)
         self.depth = FaceDepthNetwork(config).to(self.device)
         self.pose = PoseNetwork(config, options.translation_scale).to(self.device)
-        self.out = Path(options.out)
-        if self.rank == 0:
-            check_run_directory(self.out, options.resume, TRAIN_STATE)
-        self.log = RunLog(self.out, enabled=self.rank == 0)
+        self._open_run(TRAIN_STATE)
         if options.intrinsics is not None:
             # A known camera leaves the intrinsics head out of the loss (and out of DDP's gradient buckets).
             self.pose.decoder.intrinsics.requires_grad_(False)
@@ -139,7 +125,6 @@ class DepthTrainer:
         )
         if options.cache_clips:
             self.dataset.reader.preload(self.dataset.clips, quiet=options.quiet or self.rank != 0)
-        self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.intrinsics_sum, self.intrinsics_count = torch.zeros(3, 3), 0
         self.validation: list[dict[str, float]] = []
         #: abs-rel of the constant and untrained baselines on the validation frames (computed once).
@@ -215,6 +200,47 @@ class DepthTrainer:
         if self.options.override_learning_rate:
             self.base_lr = self.options.learning_rate
 
+    # ------------------------------------------------------- what the loop asks of a trainer
+    @property
+    def batch_size(self) -> int:
+        """Frame triplets per step and rank."""
+        return self.options.batch_size
+
+    @property
+    def epochs(self) -> int:
+        """``--epochs``."""
+        return self.options.epochs
+
+    def start_training(self) -> None:
+        """Training mode for the depth and pose networks."""
+        self.depth.train()
+        self.pose.train()
+
+    def step_batch(self, batch: dict) -> dict[str, float]:
+        """One Adam step on the photometric loss; the learning rate drops for the last quarter of the run."""
+        options = self.options
+        frames = batch["frames"].to(self.device, non_blocking=True)
+        noise = torch.Generator().manual_seed(options.seed * 7919 + self.step)
+        decayed = self.step >= options.lr_decay_at * self.total_steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * (0.1 if decayed else 1.0)
+        loss, info = self.losses(frames, noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.intrinsics_sum += info["intrinsics"].mean(0).cpu()
+        self.intrinsics_count += 1
+        self._last = (frames.detach(), info["disparity"])
+        return {"loss": float(loss.detach()), "automask": info["automask"], "near_bound": info["near_bound"]}
+
+    def log_record(self, values: dict[str, float]) -> dict:
+        """The loss, its diagnostics and the learning rate."""
+        return {"step": self.step, "epoch": self.epoch, **values, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def progress(self, values: dict[str, float]) -> dict[str, str]:
+        """The loss."""
+        return {"loss": f"{values['loss']:.4f}"}
+
     # -------------------------------------------------------------------- step
     def losses(self, frames: torch.Tensor, noise: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         """Total loss and diagnostics for a batch of triplets (B, 3, 3, H, W): previous, target, next."""
@@ -283,9 +309,8 @@ class DepthTrainer:
         write_png(self.out / "validation.png", chart)
         return record
 
-    def _visualize(self, frames: torch.Tensor, disparity: torch.Tensor) -> None:
-        if self.rank != 0:
-            return
+    def draw(self, frames: torch.Tensor, disparity: torch.Tensor) -> None:
+        """Target frames beside their colour-mapped disparity."""
         rows = []
         for i in range(min(frames.shape[0], 4)):
             image = frames[i, 1].permute(1, 2, 0).cpu().numpy()
@@ -293,85 +318,10 @@ class DepthTrainer:
         self.log.image("disparity", np.concatenate(rows, axis=0), self.step)
 
     def run(self) -> DepthTrainResult:
-        """Train until ``max_steps`` or ``epochs``; weights are saved periodically and at the end."""
-        started = time.perf_counter()
-        options = self.options
-        per_epoch = len(self.dataset) // self.world // options.batch_size
-        if per_epoch < 1:
-            raise DaganError("the training set is smaller than one batch: lower --batch-size or add clips")
-        total = options.max_steps if options.max_steps is not None else options.epochs * per_epoch
-        self.depth.train()
-        self.pose.train()
-        bar = tqdm(
-            total=total, initial=self.step, unit="step", disable=options.quiet or self.rank != 0, file=sys.stderr
-        )
-        last = None
-        if self.step == 0:
-            self.validate()
-        while self.step < total:
-            loader = epoch_loader(
-                self.dataset,
-                options.batch_size,
-                self.epoch,
-                self.step_in_epoch,
-                options.seed,
-                options.workers,
-                self.device,
-            )
-            for batch in loader:
-                if self.step >= total:
-                    break
-                frames = batch["frames"].to(self.device, non_blocking=True)
-                noise = torch.Generator().manual_seed(options.seed * 7919 + self.step)
-                decayed = self.step >= options.lr_decay_at * total
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.base_lr * (0.1 if decayed else 1.0)
-                loss, info = self.losses(frames, noise)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                self.intrinsics_sum += info["intrinsics"].mean(0).cpu()
-                self.intrinsics_count += 1
-                self.step += 1
-                self.step_in_epoch += 1
-                last = (frames.detach(), info["disparity"])
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-                if self.step % options.log_every == 0 or self.step == total:
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    self.log.scalars(
-                        {
-                            "step": self.step,
-                            "epoch": self.epoch,
-                            "loss": float(loss.detach()),
-                            "automask": info["automask"],
-                            "near_bound": info["near_bound"],
-                            "lr": lr,
-                        }
-                    )
-                if self.step % options.visualize_every == 0:
-                    self._visualize(*last)
-                if options.validate_every and self.step % options.validate_every == 0:
-                    self.validate()
-                if self.step % options.checkpoint_every == 0:
-                    self.save()
-            else:
-                self.epoch += 1
-                self.step_in_epoch = 0
-        bar.close()
-        if last is not None:
-            self._visualize(*last)
-        if not self.validation or self.validation[-1]["step"] != self.step:
-            self.validate()
-        self.save()
-        self.log.close()
+        """Train until ``max_steps`` or ``epochs`` (``TrainingLoop.train_loop``), saving now and then and at the end."""
+        seconds = self.train_loop()
         return DepthTrainResult(
-            unwrap(self.depth),
-            unwrap(self.pose),
-            self.step,
-            time.perf_counter() - started,
-            self.mean_intrinsics(),
-            list(self.validation),
+            unwrap(self.depth), unwrap(self.pose), self.step, seconds, self.mean_intrinsics(), list(self.validation)
         )
 
 

@@ -9,8 +9,6 @@ Checkpoints keep the original layout (``generator``, ``kp_detector``, ``discrimi
 from __future__ import annotations
 
 import math
-import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +17,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from dagan.config import Config, config_to_dict, load_config
 from dagan.data.dataset import DatasetRepeater, FramesDataset
@@ -35,17 +31,11 @@ from dagan.io.checkpoint import (
 )
 from dagan.nn import KeypointDetector, MultiScaleDiscriminator
 from dagan.nn.vgg import VGG19Features
-from dagan.pipelines.distributed import (
-    RunLog,
-    check_run_directory,
-    epoch_loader,
-    select_device,
-    setup_distributed,
-    unwrap,
-)
+from dagan.pipelines.distributed import unwrap
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
 from dagan.pipelines.precision import autocast, check_precision
+from dagan.pipelines.training_loop import TrainingLoop
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 VGG19_HUB_FILE = "vgg19-dcbb9e9d.pth"
@@ -152,23 +142,21 @@ def visual_grid(source: torch.Tensor, driving: torch.Tensor, generated: dict) ->
     return np.concatenate(rows, axis=0).clip(0, 1)
 
 
-class Trainer:
-    """One training run; ``run`` trains until ``max_steps`` or the configured epochs."""
+class Trainer(TrainingLoop):
+    """One DaGAN training run; ``run`` trains until ``max_steps`` or the configured epochs."""
+
+    batch_size_setting = "train.batch_size"
+    stops_after_epochs = True
 
     def __init__(self, options: TrainOptions, config: Config | None = None):
-        self.options = options
-        self.rank, self.world, local_rank = setup_distributed()
-        self.device = select_device(options.device, local_rank)
+        self._setup(options)
         self.config = config or load_config(options.config)
         if options.depth_weights is None:
             raise DaganError(
                 "dagan train needs --depth-weights DIR (encoder.pth + depth.pth, e.g. from dagan train-depth) "
                 "or a .safetensors holding them"
             )
-        self.out = Path(options.out)
-        if self.rank == 0:
-            check_run_directory(self.out, options.resume, CHECKPOINT_NAME)
-        self.log = RunLog(self.out, enabled=self.rank == 0)
+        self._open_run(CHECKPOINT_NAME)
         torch.manual_seed(options.seed)
         model = self.config.model
         self.kp_detector = KeypointDetector(model.kp_detector).to(self.device)
@@ -227,10 +215,8 @@ class Trainer:
             FramesDataset(options.data, "train", self.config.data, seed=options.seed, cache_clips=options.cache_clips),
             train.num_repeats,
         )
-        self.step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.validation: list[dict[str, float]] = []
         self._validation_set = None
-        self._last: tuple | None = None  # the latest batch and outputs, for image grids
         if options.resume:
             self._resume()
 
@@ -307,15 +293,50 @@ class Trainer:
         self.epoch, self.step, self.step_in_epoch = int(state["epoch"]), int(state["step"]), int(state["step_in_epoch"])
         self.validation = list(state.get("validation", []))
 
-    # ---------------------------------------------------------------- logging
-    def _visualize(self, source, driving, generated) -> None:
-        if self.rank == 0:
-            self.log.image("visuals", visual_grid(source, driving, generated), self.step)
+    # ------------------------------------------------------- what the loop asks of a trainer
+    @property
+    def batch_size(self) -> int:
+        """Clips per step and rank (``train.batch_size``)."""
+        return self.config.train.batch_size
+
+    @property
+    def epochs(self) -> int:
+        """``train.num_epochs``."""
+        return self.config.train.num_epochs
+
+    def start_training(self) -> None:
+        """Training mode for every network the objective holds."""
+        self.generator_objective.train()
+
+    def step_batch(self, batch: dict) -> dict[str, float]:
+        """``train_step`` on a loader batch."""
+        source = batch["source"].to(self.device, non_blocking=True)
+        driving = batch["driving"].to(self.device, non_blocking=True)
+        return self.train_step(source, driving)
+
+    def log_record(self, values: dict[str, float]) -> dict:
+        """The losses and each optimiser's learning rate."""
+        lrs = {f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()}
+        return {"step": self.step, "epoch": self.epoch, **values, **lrs}
+
+    def draw(self, source: torch.Tensor, driving: torch.Tensor, generated: dict) -> None:
+        """Source and driving with keypoints, deformed, prediction, occlusion."""
+        self.log.image("visuals", visual_grid(source, driving, generated), self.step)
+
+    def end_epoch(self) -> None:
+        """The learning-rate schedules advance once an epoch."""
+        self._step_schedulers()
+
+    def save(self) -> None:
+        """``save_checkpoint``."""
+        self.save_checkpoint()
 
     # ------------------------------------------------------------- validation
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Reconstruction L1 on fixed pairs of ``test/`` (or ``train/`` when there is no test split)."""
+    def validate(self) -> dict[str, float] | None:
+        """Reconstruction L1 on fixed pairs of ``test/`` (or ``train/`` when there is no test split); rank 0."""
+        if self.rank != 0:
+            return None
         if self._validation_set is None:
             split = "test" if (Path(self.options.data) / "test").is_dir() else "train"
             data = FramesDataset(self.options.data, split, self.config.data, augment=False, seed=12345)
@@ -340,18 +361,7 @@ class Trainer:
         self.log.scalars(record)
         return record
 
-    # ------------------------------------------------------------------ loop
-    def _loader(self) -> DataLoader:
-        train = self.config.train
-        return epoch_loader(
-            self.dataset, train.batch_size, self.epoch, self.step_in_epoch, self.options.seed, self.options.workers,
-            self.device,
-        )  # fmt: skip
-
-    def steps_per_epoch(self) -> int:
-        """Optimiser steps in one epoch (per rank)."""
-        return len(self.dataset) // self.world // self.config.train.batch_size
-
+    # ------------------------------------------------------------------ step
     def train_step(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
         """One generator + keypoint-detector update, then one discriminator update."""
         transform = EquivarianceTransform.random(
@@ -414,58 +424,10 @@ class Trainer:
                 scheduler.step()
 
     def run(self) -> TrainResult:
-        """Train; checkpoints every ``checkpoint_every`` steps and at the end."""
-        started = time.perf_counter()
-        options, train = self.options, self.config.train
-        per_epoch = self.steps_per_epoch()
-        if per_epoch < 1:
-            raise DaganError("the training set is smaller than one batch: lower train.batch_size or add clips")
-        total = options.max_steps if options.max_steps is not None else train.num_epochs * per_epoch
-        self.generator_objective.train()
-        if self.step == 0 and self.rank == 0:
-            self.validate()
-        bar = tqdm(
-            total=total, initial=self.step, unit="step", disable=options.quiet or self.rank != 0, file=sys.stderr
-        )
-        while self.step < total and self.epoch < train.num_epochs:
-            for batch in self._loader():
-                if self.step >= total:
-                    break
-                source = batch["source"].to(self.device, non_blocking=True)
-                driving = batch["driving"].to(self.device, non_blocking=True)
-                values = self.train_step(source, driving)
-                self.step += 1
-                self.step_in_epoch += 1
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in list(values.items())[:3]})
-                if self.step % options.log_every == 0 or self.step == total:
-                    lrs = {f"lr_{k}": s.get_last_lr()[0] for k, s in self.schedulers.items()}
-                    self.log.scalars({"step": self.step, "epoch": self.epoch, **values, **lrs})
-                if self.step % options.visualize_every == 0:
-                    self._visualize(*self._last)
-                if self.step % options.validate_every == 0 and self.rank == 0:
-                    self.validate()
-                if self.step % options.checkpoint_every == 0:
-                    self.save_checkpoint()
-            else:
-                self.epoch += 1
-                self.step_in_epoch = 0
-                self._step_schedulers()
-        bar.close()
-        if self.rank == 0:
-            if not self.validation or self.validation[-1]["step"] != self.step:
-                self.validate()
-            if self._last is not None:
-                self._visualize(*self._last)
-        self.save_checkpoint()
-        self.log.close()
+        """Train (``TrainingLoop.train_loop``); checkpoints every ``checkpoint_every`` steps and at the end."""
+        seconds = self.train_loop()
         return TrainResult(
-            unwrap(self.kp_detector),
-            unwrap(self.generator),
-            self.discriminator,
-            self.step,
-            self.validation,
-            time.perf_counter() - started,
+            unwrap(self.kp_detector), unwrap(self.generator), self.discriminator, self.step, self.validation, seconds
         )
 
 
