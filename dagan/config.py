@@ -191,7 +191,6 @@ class TrainConfig:
     lr_kp_detector: float = 2.0e-4
     batch_size: int = 4
     scales: tuple[float, ...] = (1, 0.5, 0.25, 0.125)
-    checkpoint_freq: int = 10
     transform: TransformConfig = field(default_factory=TransformConfig)
     loss_weights: LossWeights = field(default_factory=LossWeights)
     perceptual_backbone: Literal["vgg19", "l1_pyramid"] = "vgg19"
@@ -283,10 +282,17 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
 
 
+#: Keys that older files hold and that no longer mean anything here: read and dropped, never refused.
+#: ``checkpoint_freq`` is the original's checkpoint cadence in epochs; dagan checkpoints every
+#: ``--checkpoint-every`` steps, and configs written by its earlier versions still carry the key.
+RETIRED_KEYS = {"TrainConfig": ("checkpoint_freq",)}
+
+
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     """Instantiate dataclass ``cls`` from a mapping, recursing into nested sections."""
     if not isinstance(values, dict):
         raise DaganError(f"config section {where} must be a mapping, got {type(values).__name__}")
+    values = {k: v for k, v in values.items() if k not in RETIRED_KEYS.get(cls.__name__, ())}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -400,6 +406,8 @@ def config_from_original(values: dict[str, Any]) -> Config:
         discriminator = DiscriminatorConfig(num_kp=num_kp, num_channels=channels, **disc_params)
 
         train_params = dict(values.get("train_params", {}))
+        for retired in RETIRED_KEYS["TrainConfig"]:
+            train_params.pop(retired, None)
         weights = dict(train_params.pop("loss_weights", {}))
         transform = dict(train_params.pop("transform_params", {}))
         train = TrainConfig(

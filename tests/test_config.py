@@ -46,3 +46,11 @@ def test_a_switch_that_is_not_true_or_false_is_refused(tmp_path):
 def test_missing_config_is_a_clean_error(tmp_path):
     with pytest.raises(DaganError, match="cannot read config"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_a_retired_key_of_an_earlier_config_is_read_and_dropped(tmp_path):
+    written = config_to_dict(load_config())
+    written["train"]["checkpoint_freq"] = 10  # what dagan's earlier versions wrote
+    config = config_from_dict(written)
+    assert config.train.batch_size == load_config().train.batch_size
+    assert "checkpoint_freq" not in config_to_dict(config)["train"]
