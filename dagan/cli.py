@@ -298,7 +298,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=10,
         metavar="N",
-        help="synthetic people (a tenth or at least one held out for test/)",
+        help="synthetic people (a fifth, at least one, held out for test/ when there are two or more)",
     )
     p.add_argument("--clips-per-identity", type=_positive_int, default=2, metavar="K", help="clips per person")
     p.add_argument("--frames", type=_positive_int, default=64, metavar="F", help="frames per clip")
@@ -424,7 +424,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="stop after N steps (default: the configured epochs)",
+        help="at most N steps (never past train.num_epochs; default: all of them)",
     )
     p.add_argument(
         "--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights: folder or .safetensors"
@@ -943,7 +943,7 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
     p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
     p.add_argument(
-        "--out", "--output", dest="out", required=True, metavar="DIR", help="folder for the generated videos"
+        "--out", "--output", dest="out", required=True, metavar="DIR", help="folder for the generated videos and images"
     )
     p.add_argument("--source-dir", metavar="S", default=None, help="source images (or videos) named like the drivers")
     p.add_argument("--driving-dir", metavar="D", default=None, help="driving images or videos")

@@ -80,3 +80,14 @@ def test_animator_refuses_what_is_not_an_image_in_one_line(animator, tiny_files,
             animator(bad, tiny_files["driving"])
     with pytest.raises(DaganError, match="give an .mp4"):
         animator(tiny_files["source"], tiny_files["driving"]).save(tmp_path / "out.avi")
+
+
+def test_as_frame_keeps_16_bits_from_pil_images_and_any_byte_order(tmp_path):
+    from dagan.io.image import as_frame, read_image
+
+    Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(tmp_path / "grey16.png")
+    with Image.open(tmp_path / "grey16.png") as image:
+        by_pil = as_frame(image)
+    assert np.allclose(by_pil, read_image(tmp_path / "grey16.png"))
+    assert abs(float(by_pil.mean()) - 30000 / 65535) < 1e-4  # not clipped to white
+    assert abs(float(as_frame(np.full((8, 8, 3), 30000, ">u2")).mean()) - 30000 / 65535) < 1e-4

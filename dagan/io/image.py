@@ -103,11 +103,7 @@ def read_image(path: str | Path, working_size: int | None = None) -> np.ndarray:
             if factor > 1 and image.format == "JPEG":
                 image.draft("RGB", (full[0] // factor, full[1] // factor))
             swapped = image.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
-            image = ImageOps.exif_transpose(image)
-            if image.mode == "P":
-                image = image.convert("RGBA")
-            elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                image = image.convert("RGB")
+            image = _decodable_mode(ImageOps.exif_transpose(image))
             if factor > 1:
                 reduce_by = round(min(image.size) / (REDUCE_TO * working_size)) if image.size != full else factor
                 if reduce_by > 1 and image.mode in ("L", "RGB", "RGBA"):
@@ -129,15 +125,25 @@ def read_image(path: str | Path, working_size: int | None = None) -> np.ndarray:
 _EXIF_ORIENTATION = 0x0112
 
 
+def _decodable_mode(image: Image.Image) -> Image.Image:
+    """A PIL image in a mode ``to_float_rgb`` reads: palettes and colour spaces become RGB(A); 16 bits stay."""
+    if image.mode == "P":
+        return image.convert("RGBA")
+    if image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return image.convert("RGB")
+    return image
+
+
 def as_frame(image: str | Path | np.ndarray | Image.Image, working_size: int | None = None) -> np.ndarray:
     """A frame (float32 RGB in [0, 1]) from an image file, an array (uint8 pixels or a frame) or a PIL image."""
     if isinstance(image, str | Path):
         return read_image(image, working_size)
     if isinstance(image, Image.Image):
         check_pixels(*image.size, "the PIL image")
-        return to_float_rgb(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+        # Not convert("RGB"): that clips 16-bit images to white; read_image keeps their 16 bits, and so does this.
+        return to_float_rgb(np.asarray(_decodable_mode(ImageOps.exif_transpose(image))))
     if isinstance(image, np.ndarray):
-        if image.dtype not in (np.uint8, np.uint16) and image.dtype.kind != "f":
+        if not (image.dtype.kind == "u" and image.dtype.itemsize in (1, 2)) and image.dtype.kind != "f":
             raise DaganError(f"an image array holds uint8 or uint16 pixels or [0, 1] floats, not {image.dtype}")
         try:
             return to_float_rgb(check_frame(image) if image.dtype.kind == "f" else image)

@@ -76,5 +76,8 @@ def ssim_skimage(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = np.asarray(a), np.asarray(b)
-    _per_channel(a, b, 7)  # the Gaussian convention's refusals too: shapes that differ, frames under 7x7
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
+    if min(a.shape[:2]) < 7:
+        raise ValueError(f"SSIM's 7x7 window needs frames at least that large, got {a.shape[1]}x{a.shape[0]}")
     return float(structural_similarity(a, b, channel_axis=-1 if a.ndim == 3 else None, data_range=1))

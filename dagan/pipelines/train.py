@@ -335,7 +335,7 @@ class Trainer(TrainingLoop):
     @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
         """Reconstruction L1 on fixed pairs of ``test/`` (or ``train/`` when there is no test split); rank 0."""
-        if self.rank != 0:
+        if self.rank != 0 or self.options.validate_every == 0:  # 0: never, as for depth training
             return None
         if self._validation_set is None:
             split = "test" if (Path(self.options.data) / "test").is_dir() else "train"
