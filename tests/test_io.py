@@ -121,3 +121,24 @@ def test_frame_folder_is_read_in_name_order(tmp_path):
     frames, fps = read_video(tmp_path)
     assert [round(f[0, 0, 0] * 255) for f in frames] == [0, 50, 100]
     assert fps == 25
+
+
+def test_a_frame_that_will_not_convert_is_one_clean_error(tmp_path):
+    from dagan.errors import DaganError
+    from dagan.io.video import _rgb
+
+    class Unconvertible:
+        width, height = 16, 16
+
+        def to_ndarray(self, format):
+            raise ValueError("Conversion to numpy array with format `rgb24` is not yet supported")
+
+    info = probe_video(make_clip(tmp_path / "clip.mp4", frames=2, size=16))
+    with pytest.raises(DaganError, match="clip.mp4 has a frame that cannot be read as RGB"):
+        _rgb(Unconvertible(), info, 16, 16)
+    assert _rgb(next(_av_frames(info)), info, 8, 8).shape == (8, 8, 3)
+
+
+def _av_frames(info):
+    with av.open(str(info.path)) as container:
+        yield from container.decode(video=0)

@@ -123,6 +123,16 @@ def _decoded(info: VideoInfo) -> Iterator[av.VideoFrame]:
         raise DaganError(f"video {info.path} is truncated: decoded {decoded} of {info.frame_count} frames")
 
 
+def _rgb(frame: av.VideoFrame, info: VideoInfo, width: int, height: int) -> np.ndarray:
+    """A decoded frame as uint8 RGB pixels at ``width`` x ``height``; a frame that will not convert is a DaganError."""
+    try:
+        if (width, height) == (frame.width, frame.height):
+            return frame.to_ndarray(format="rgb24")
+        return frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
+    except (av.FFmpegError, ValueError) as exc:
+        raise DaganError(f"video {info.path} has a frame that cannot be read as RGB ({first_line(exc)})") from exc
+
+
 def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
     """Yield the frames (float32 RGB in [0, 1], (H, W, 3)) of a video or a frame folder, one at a time."""
     if info.is_directory:
@@ -130,7 +140,7 @@ def iter_frames(info: VideoInfo) -> Iterator[np.ndarray]:
             yield read_image(file)
         return
     for frame in _decoded(info):
-        yield to_float_rgb(frame.to_ndarray(format="rgb24"))
+        yield to_float_rgb(_rgb(frame, info, frame.width, frame.height))
 
 
 def iter_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[np.ndarray]:
@@ -170,11 +180,7 @@ def iter_timed_pixels(info: VideoInfo, max_side: int | None = None) -> Iterator[
         return
     for index, frame in enumerate(_decoded(info)):
         seconds = frame.time if frame.time is not None else index / float(info.fps)
-        width, height = shrunk_size(frame.width, frame.height)
-        if (width, height) == (frame.width, frame.height):
-            yield seconds, frame.to_ndarray(format="rgb24")
-        else:
-            yield seconds, frame.reformat(width, height, format="rgb24", interpolation="AREA").to_ndarray()
+        yield seconds, _rgb(frame, info, *shrunk_size(frame.width, frame.height))
 
 
 def list_media_files(folder: str | Path) -> list[Path]:
