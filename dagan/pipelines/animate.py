@@ -395,7 +395,8 @@ def is_directory_output(output: str | Path) -> bool:
     return text.endswith(("/", "\\")) or Path(text).is_dir()
 
 
-def _check_target(path: Path, what: str, suffix: str = ".mp4") -> None:
+def check_target(path: Path, what: str, suffix: str = ".mp4") -> None:
+    """Refuse an output file with the wrong suffix or in a folder that does not exist."""
     if path.suffix.lower() != suffix:
         raise DaganError(f"{what} {path} must end in {suffix} (or, for --output, be a directory ending in /)")
     parent = path.parent if str(path.parent) else Path(".")
@@ -566,11 +567,11 @@ def animate_files(
     to_directory = is_directory_output(output) and not many
     output = Path(output)
     if not to_directory and not many:
-        _check_target(output, "--output")
+        check_target(output, "--output")
     extra_outputs = {"depth": save_depth, "side": save_side_by_side}
     extra_paths = {role: Path(path) for role, path in extra_outputs.items() if path is not None}
     for role, path in extra_paths.items():
-        _check_target(path, "--save-depth" if role == "depth" else "--save-side-by-side")
+        check_target(path, "--save-depth" if role == "depth" else "--save-side-by-side")
     if animator is None:
         animator = Animator.from_checkpoint(checkpoint, depth_weights, device, inference)
     initial = reference_image
@@ -649,7 +650,7 @@ def _animate_still(
     flags = {"main": "--output", "depth": "--save-depth", "side": "--save-side-by-side"}
     for role, path in outputs.items():
         if not (role == "main" and is_directory_output(path)):
-            _check_target(path, flags[role], ".png")
+            check_target(path, flags[role], ".png")
     relative = reference_image is not None
     frame = next(
         iter(animator.animate(source_image, [driving_image], relative=relative, adapt_scale=adapt_scale,

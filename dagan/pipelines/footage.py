@@ -28,7 +28,14 @@ from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_
 from dagan.io.image import read_image, to_float_rgb, to_uint8
 from dagan.io.video import Mp4Writer, probe_video
 from dagan.motion import KeypointSmoother
-from dagan.pipelines.animate import AnimateReport, Animator, default_batch_size, is_directory_output, is_still_image
+from dagan.pipelines.animate import (
+    AnimateReport,
+    Animator,
+    check_target,
+    default_batch_size,
+    is_directory_output,
+    is_still_image,
+)
 from dagan.pipelines.crop import (
     Clip,
     FaceFinder,
@@ -197,10 +204,8 @@ def animate_footage(
         outputs = [output / f"{source.stem}.mp4"]
     else:
         outputs = [output / f"{source.stem}_{f.index}.mp4" for f in faces]
-    if outputs[0].suffix.lower() != ".mp4":
-        raise DaganError(f"--output {output} must end in .mp4 with --crop (or be a folder ending in /)")
-    if not to_folder and not (output.parent if str(output.parent) else Path(".")).is_dir():
-        raise DaganError(f"cannot write {output}: directory {output.parent} does not exist")
+    if not to_folder:
+        check_target(output, "--output")
     check_outputs({f"--output ({p.name})": p for p in outputs}, inputs)
 
     tracks, times = find_tracks(info, crop, FaceFinder(), quiet)
