@@ -194,7 +194,7 @@ def test_models_run_at_the_frame_size_they_were_trained_at(tiny_files, tmp_path)
 
 def test_the_landmark_network_sees_frames_in_zero_to_one_in_training_and_in_evaluation(synth_set, tmp_path):
     from dagan.pipelines import landmarks
-    from dagan.pipelines.evaluate import EvaluationItem, _SyntheticKeypointDistance
+    from dagan.pipelines.evaluate import EvaluationItem, ScoredFrame, _SyntheticKeypointDistance
 
     data, eval_set = synth_set
     # Training: frames go in as the renderer drew them, not divided by 255 twice (it once fed [0, 0.004]).
@@ -211,7 +211,8 @@ def test_the_landmark_network_sees_frames_in_zero_to_one_in_training_and_in_eval
     clip = next((eval_set / "gt_self").glob("*.mp4"))
     metric.start(EvaluationItem(clip.stem, clip, clip, None))
     video, _ = _video(clip)
-    metric.add(clip.stem, 0, video[0].astype(np.float32), video[0].astype(np.float32))
+    frame = video[0].astype(np.float32)
+    metric.add(ScoredFrame(EvaluationItem(clip.stem, clip, clip, None), 0, frame, frame, frame, None))
     assert seen and 0 <= float(seen[0].min()) and 0.5 < float(seen[0].max()) <= 1
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dagan.cli import main
+from dagan.errors import DaganError
 from dagan.io.image import read_image, write_png
 from dagan.io.video import Mp4Writer
 from dagan.metrics.image import l1, psnr, ssim_skimage
@@ -110,3 +111,48 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert (
         main(["evaluate", "--generated", str(tmp_path / "gen"), "--out", str(tmp_path / "r"), "--metrics", "mos"]) == 2
     )
+
+
+def test_report_entries_keep_the_json_fields_in_their_order():
+    from dagan.pipelines.report import ReportEntry
+
+    scored = ReportEntry.of_frames({"a": [1.0, 3.0], "b": [8.0]}, "mean", frames_without_face=2)
+    assert list(scored.as_dict()) == ["value", "protocol", "count", "per_item", "frames_without_face"]
+    assert scored.as_dict()["value"] == 4.0 and scored.per_item == {"a": 2.0, "b": 8.0} and scored.count == 3
+    rooted = ReportEntry.of_frames({"a": [1.0, 3.0]}, "rms", lambda v: np.sqrt(np.mean(v)))
+    assert rooted.value == pytest.approx(np.sqrt(2.0))
+    missing = ReportEntry.missing("how", "why").as_dict()
+    assert missing == {"value": None, "protocol": "how", "count": 0, "per_item": {}, "unavailable": "why"}
+    assert list(missing) == ["value", "protocol", "count", "per_item", "unavailable"]
+
+
+def test_each_asked_metric_is_reported_once_by_one_family(tmp_path):
+    from dagan.config import ALL_METRICS
+    from dagan.pipelines.evaluate import (
+        REPORT_ORDER,
+        ArcFaceIdentity,
+        EvaluateOptions,
+        FaceMetrics,
+        evaluate,
+        metric_families,
+    )
+
+    names = ["a", "b"]
+    _write_set(tmp_path, names, size=128)
+    options = EvaluateOptions(
+        generated=tmp_path / "gen", out=tmp_path / "report", driving=tmp_path / "gt", source=tmp_path / "src",
+        metrics=(*ALL_METRICS, "aucon"), arcface_weights=tmp_path / "missing.pth", quiet=True,
+    )  # fmt: skip
+    families = metric_families(options)
+    # With ArcFace weights asked for, CSIM is ArcFace's (here unavailable: the file is missing), not dlib's.
+    arcface = next(f for f in families if isinstance(f, ArcFaceIdentity))
+    assert "missing.pth" in arcface.entries["csim"].unavailable
+    assert "csim" not in next(f for f in families if isinstance(f, FaceMetrics)).running
+    report = evaluate(options)
+    assert list(report) == [name for name in REPORT_ORDER if name in report]
+    assert set(report) == {*ALL_METRICS, "ssim_gaussian", "aucon"}
+    for entry in report.values():
+        assert (entry["value"] is None) == ("unavailable" in entry)
+    assert json.loads((options.out / "metrics.json").read_text())["l1"]["per_item"].keys() == set(names)
+    with pytest.raises(DaganError, match="unknown metric 'sharpness'"):
+        metric_families(EvaluateOptions(generated=tmp_path, out=tmp_path / "r", metrics=("sharpness",)))

@@ -130,4 +130,4 @@ def test_without_the_mfcc_package_lip_sync_is_reported_unavailable(tmp_path, mon
     monkeypatch.setattr("dagan.pipelines.evaluate.has_mfcc", lambda: False)
     report = _lip_sync([], EvaluateOptions(generated=tmp_path, out=tmp_path / "r", metrics=("lse_d", "lse_c")))
     assert set(report) == {"lse_d", "lse_c"}
-    assert all("pip install 'dagan[eval]'" in entry["unavailable"] for entry in report.values())
+    assert all("pip install 'dagan[eval]'" in entry.unavailable for entry in report.values())

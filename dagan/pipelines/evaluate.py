@@ -7,8 +7,6 @@ protocol; a metric that cannot run says why, and the others still run.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import time
 from collections.abc import Iterator
@@ -23,10 +21,9 @@ from dagan.config import ALL_METRICS
 from dagan.errors import DaganError
 from dagan.face import Face, FaceAnalyzer, head_pose
 from dagan.io.arrays import read_arrays
-from dagan.io.atomic import atomic_output, check_outputs, check_writable_directory, removed_if_failed_empty
+from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.checkpoint import load_strict, load_torch_file
 from dagan.io.image import IMAGE_SUFFIXES, read_image, resize_frame, to_uint8, write_png
-from dagan.io.plots import image_grid, write_histogram
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, media_files_by_stem, probe_video, read_audio
 from dagan.metrics.audio import MISSING_MFCC, has_mfcc
 from dagan.metrics.fid import feature_statistics, frechet_distance
@@ -37,6 +34,7 @@ from dagan.metrics.weights import MissingWeightsError, load_arcface, load_fid_in
 from dagan.nn.arcface import arcface_input
 from dagan.nn.syncnet import SyncNet
 from dagan.pipelines.distributed import select_device
+from dagan.pipelines.report import ReportEntry, write_report
 
 #: Accepted by name, never computed here (see ``UNAVAILABLE``).
 OTHER_METRICS = ("aucon",)
@@ -176,204 +174,111 @@ def _thumbnail(image: np.ndarray, size: int = 128) -> np.ndarray:
     return np.asarray(Image.fromarray(to_uint8(image)).resize((size, size), Image.BILINEAR))
 
 
-def evaluate(options: EvaluateOptions) -> dict:
-    """Compute the requested metrics and write metrics.json, metrics.txt and plots under ``options.out``."""
-    unknown = sorted(set(options.metrics) - set(ALL_METRICS) - set(OTHER_METRICS))
-    if unknown:
-        raise DaganError(f"unknown metric {unknown[0]!r}; choose from {','.join(ALL_METRICS + OTHER_METRICS)}")
-    items = pair_items(options.generated, options.driving, options.source)
-    if options.max_samples is not None:
-        items = items[: options.max_samples]
-    out = Path(options.out)
-    check_outputs(
-        {"--out": out},
-        {"--generated": options.generated, "--driving": options.driving, "--source": options.source},
-        ["--out"],
-    )
-    with removed_if_failed_empty(out):
-        check_writable_directory(out)
-        return _evaluate_items(options, items, out)
+@dataclass
+class ScoredFrame:
+    """One generated frame and what it is compared with, as every metric family receives it."""
+
+    item: EvaluationItem
+    index: int
+    generated: np.ndarray
+    #: The driving frame at the generated frame's size (None without --driving).
+    driving: np.ndarray | None
+    #: The driving frame as read: ground truth in its pixels is scaled from its own size.
+    driving_as_read: np.ndarray | None
+    #: The source image (a video's first frame), at its own size.
+    source: np.ndarray | None
 
 
-def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: Path) -> dict:
-    frame_metrics = [m for m in FRAME_METRICS if (m if m != "ssim_gaussian" else "ssim") in options.metrics]
-    report: dict[str, dict] = {}
-    runnable = []
-    for name in frame_metrics:
-        needs = FRAME_METRICS[name][0]
-        if needs == "driving" and options.driving is None:
-            report[name] = _unavailable(name, FRAME_METRICS[name][1], "needs --driving (or --eval-set)")
-        else:
-            runnable.append(name)
-    for name in OTHER_METRICS:
-        if name in options.metrics:
-            report[name] = _unavailable(name, "", UNAVAILABLE[name])
-    networks = _NetworkMetrics(options, report)
+class MetricFamily:
+    """Metrics computed together: ``start`` each item, ``add`` each of its frames, ``finish`` into entries.
 
-    face_metrics = []
-    for name in (m for m in FACE_METRICS if m in options.metrics):
-        needs = FACE_METRICS[name][0]
-        if getattr(options, needs) is None:
-            report[name] = _unavailable(name, FACE_METRICS[name][1], f"needs --{needs} (or --eval-set)")
-        else:
-            face_metrics.append(name)
-    arcface = None
-    if "csim" in face_metrics and options.arcface_weights is not None:
-        # With GFPGAN's ArcFace (as the DaGAN authors' evaluation), CSIM needs no face detector.
-        face_metrics.remove("csim")
-        try:
-            arcface = load_arcface(options.arcface_weights).eval()
-        except MissingWeightsError as exc:
-            report["csim"] = _unavailable("csim", ARCFACE_CSIM, str(exc))
-    arcface_scores: dict[str, list[float]] = {}
-    synthetic_akd = None
-    if "akd" in face_metrics and options.landmark_weights is not None:
-        face_metrics.remove("akd")
-        synthetic_akd = _SyntheticKeypointDistance(options.landmark_weights)
-    analyzer = None
-    if face_metrics:
-        try:
-            analyzer = FaceAnalyzer()
-        except DaganError as exc:
-            for name in face_metrics:
-                report[name] = _unavailable(name, FACE_METRICS[name][1], str(exc))
-            face_metrics = []
-    face_scores: dict[str, dict[str, list[float]]] = {name: {} for name in face_metrics}
-    source_faces: dict[Path, Face | None] = {}
-    faceless = dict.fromkeys(face_metrics, 0)
+    A family that cannot run a metric it was asked for (no weights, no --driving) keeps a
+    ``ReportEntry.missing`` for it in ``entries`` instead, so the others still run.
+    """
 
-    scores = {name: {} for name in runnable}
-    visuals: dict[str, list[np.ndarray]] = {}
-    started = time.perf_counter()
-    frames_seen = 0
-    longer: list[str] = []
-    for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
-        references = _frames(item.driving) if item.driving else None
-        source = next(_frames(item.source)) if item.source else None
-        if synthetic_akd is not None:
-            synthetic_akd.start(item)
-        for index, generated in enumerate(_frames(item.generated)):
-            driving = next(references, None) if references is not None else None
-            if references is not None and driving is None:
-                raise DaganError(f"{item.driving} has fewer frames than {item.generated}")
-            if synthetic_akd is not None:
-                synthetic_akd.add(item.name, index, generated, driving)
-            if driving is not None:
-                driving = _same_size(driving, generated)
-            for name in list(runnable):
-                try:
-                    value = _FUNCTIONS[name](generated) if name == "niqe" else _FUNCTIONS[name](generated, driving)
-                except ValueError as exc:  # e.g. NIQE on frames smaller than its 96x96 blocks
-                    report[name] = _unavailable(name, FRAME_METRICS[name][1], f"{item.generated.name}: {exc}")
-                    runnable.remove(name)
-                    continue
-                scores[name].setdefault(item.name, []).append(value)
-            networks.add(item.name, generated, driving)
-            if arcface is not None and source is not None:
-                if index == 0:
-                    source_identity = _arcface_embedding(arcface, source)
-                value = float(source_identity @ _arcface_embedding(arcface, generated))
-                arcface_scores.setdefault(item.name, []).append(value)
-            if face_metrics:
-                if index == 0:
-                    if item.source is not None and item.source not in source_faces:
-                        source_faces[item.source] = analyzer.analyze(source)  # sources repeat across items
-                    source_face = source_faces.get(item.source)
-                _face_frame(analyzer, generated, driving, source_face, item.name, face_scores, faceless)
-            if index == 0:
-                panels = [_same_size(p, generated) for p in (source, driving, generated) if p is not None]
-                if options.save_visuals:
-                    (out / "visuals").mkdir(exist_ok=True)
-                    write_png(out / "visuals" / f"{item.name}.png", np.concatenate(panels, axis=1))
-                # Small 8-bit thumbnails only: the worst-items grid needs a few, and sets can be large.
-                visuals[item.name] = [_thumbnail(p) for p in panels]
-            frames_seen += 1
-        if references is not None and next(references, None) is not None:
-            longer.append(item.driving.name)
-    seconds = time.perf_counter() - started
-    if longer:
-        print(
-            f"dagan: warning: {len(longer)} driving files have more frames than their generated ones "
-            f"(e.g. {longer[0]}); only the generated frames' count was scored",
-            file=sys.stderr,
-        )
-
-    for name in runnable:
-        report[name] = _summary(scores[name], FRAME_METRICS[name][1])
-    report.update(networks.finish())
-    if arcface_scores:
-        report["csim"] = _summary(arcface_scores, ARCFACE_CSIM)
-    if synthetic_akd is not None:
-        report["akd"] = _summary(synthetic_akd.scores, SYNTHETIC_AKD)
-    for name in face_metrics:
-        report[name] = _face_report(name, face_scores[name], faceless[name])
-    if {"lse_d", "lse_c"} & set(options.metrics):
-        report.update(_lip_sync(items, options))
-    report = {name: report[name] for name in [*FRAME_METRICS, *ALL_METRICS, *OTHER_METRICS] if name in report}
-    _write_report(out, report, len(items), frames_seen, seconds, visuals)
-    return report
-
-
-class _SyntheticKeypointDistance:
-    """AKD on synthetic heads: a landmark network on generated frames against the renderer's landmarks."""
-
-    def __init__(self, weights: Path):
-        from dagan.pipelines.landmarks import load_landmark_network
-
-        self.network, self.size = load_landmark_network(weights)
-        self.scores: dict[str, list[float]] = {}
-        self.truth: np.ndarray | None = None
+    def __init__(self) -> None:
+        self.entries: dict[str, ReportEntry] = {}
 
     def start(self, item: EvaluationItem) -> None:
-        """Read the ground truth of ``item``'s driving file, if it has one."""
-        truth = item.driving.with_suffix(".npz") if item.driving is not None else None
-        self.truth = None
-        if truth is not None and truth.is_file():
-            self.truth = read_arrays(truth, optional=("landmarks",)).get("landmarks")
+        """Begin an item (most families need nothing)."""
 
-    @torch.inference_mode()
-    def _landmarks(self, image: np.ndarray) -> np.ndarray:
-        """Landmarks in ``image``'s pixels."""
-        tensor = torch.from_numpy(resize_frame(image, self.size)).permute(2, 0, 1)[None]
-        return self.network(tensor)[0].numpy() * (image.shape[1] / self.size)
+    def add(self, frame: ScoredFrame) -> None:
+        """Score one frame."""
 
-    def add(self, name: str, index: int, generated: np.ndarray, driving: np.ndarray | None) -> None:
-        """Score one generated frame (``driving`` at its own size)."""
-        scale = generated.shape[1]
-        if self.truth is not None and index < len(self.truth) and driving is not None:
-            truth = self.truth[index] * (scale / driving.shape[1])
-        elif driving is not None:
-            truth = self._landmarks(driving) * (scale / driving.shape[1])
-        else:
-            return
-        self.scores.setdefault(name, []).append(float(np.abs(self._landmarks(generated) - truth).mean()))
+    def finish(self) -> dict[str, ReportEntry]:
+        """The entries of every metric this family was asked for."""
+        return self.entries
 
 
-@torch.inference_mode()
-def _arcface_embedding(network: torch.nn.Module, image: np.ndarray) -> np.ndarray:
-    """The unit-length ArcFace embedding of an RGB frame in [0, 1]."""
-    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).float()
-    embedding = network(arcface_input(batch))[0].double().numpy()
-    return embedding / np.linalg.norm(embedding)
+def _needs(options: EvaluateOptions, role: str | None) -> str | None:
+    """Why a metric comparing with ``role`` ("driving", "source" or None) cannot run, if it cannot."""
+    if role is not None and getattr(options, role) is None:
+        return f"needs --{role} (or --eval-set)"
+    return None
 
 
-class _NetworkMetrics:
+class FrameMetrics(MetricFamily):
+    """PSNR, the two SSIMs, L1 and NIQE: a function of each frame (and its driving frame)."""
+
+    def __init__(self, options: EvaluateOptions):
+        super().__init__()
+        # ssim_gaussian is asked for with ssim: the two conventions are reported side by side.
+        wanted = [m for m in FRAME_METRICS if (m if m != "ssim_gaussian" else "ssim") in options.metrics]
+        self.running = []
+        for name in wanted:
+            role, protocol = FRAME_METRICS[name]
+            reason = _needs(options, role)
+            if reason:
+                self.entries[name] = ReportEntry.missing(protocol, reason)
+            else:
+                self.running.append(name)
+        self.scores: dict[str, dict[str, list[float]]] = {name: {} for name in self.running}
+
+    def add(self, frame: ScoredFrame) -> None:
+        for name in list(self.running):
+            function = _FUNCTIONS[name]
+            try:
+                value = function(frame.generated) if name == "niqe" else function(frame.generated, frame.driving)
+            except ValueError as exc:  # e.g. NIQE on frames smaller than its 96x96 blocks
+                self.entries[name] = ReportEntry.missing(FRAME_METRICS[name][1], f"{frame.item.generated.name}: {exc}")
+                self.running.remove(name)
+                continue
+            self.scores[name].setdefault(frame.item.name, []).append(value)
+
+    def finish(self) -> dict[str, ReportEntry]:
+        for name in self.running:
+            self.entries[name] = ReportEntry.of_frames(self.scores[name], FRAME_METRICS[name][1])
+        return self.entries
+
+
+class NotComputed(MetricFamily):
+    """Metrics accepted by name that this package does not compute (see ``UNAVAILABLE``)."""
+
+    def __init__(self, options: EvaluateOptions):
+        super().__init__()
+        for name in OTHER_METRICS:
+            if name in options.metrics:
+                self.entries[name] = ReportEntry.missing("", UNAVAILABLE[name])
+
+
+class NetworkMetrics(MetricFamily):
     """LPIPS and FID: frames are batched through the networks, features computed once per frame."""
 
-    def __init__(self, options: EvaluateOptions, report: dict[str, dict]):
+    def __init__(self, options: EvaluateOptions):
+        super().__init__()
         self.batch_size = options.batch_size
         self.device = None
         self.lpips = self.inception = None
-        wanted = [m for m in NETWORK_METRICS if m in options.metrics]
-        for name in wanted:
-            if options.driving is None:
-                report[name] = _unavailable(name, NETWORK_METRICS[name], "needs --driving (or --eval-set)")
+        for name in (m for m in NETWORK_METRICS if m in options.metrics):
+            reason = _needs(options, "driving")
+            if reason:
+                self.entries[name] = ReportEntry.missing(NETWORK_METRICS[name], reason)
                 continue
             given = options.lpips_weights if name == "lpips" else options.fid_weights
             try:
                 network = load_lpips(given) if name == "lpips" else load_fid_inception(given)
             except MissingWeightsError as exc:
-                report[name] = _unavailable(name, NETWORK_METRICS[name], str(exc))
+                self.entries[name] = ReportEntry.missing(NETWORK_METRICS[name], str(exc))
                 continue
             self.device = self.device or select_device(options.device)
             setattr(self, "lpips" if name == "lpips" else "inception", network.eval().to(self.device))
@@ -381,12 +286,12 @@ class _NetworkMetrics:
         self.lpips_scores: dict[str, list[float]] = {}
         self.features: dict[str, list[np.ndarray]] = {"generated": [], "driving": []}
 
-    def add(self, item: str, generated: np.ndarray, driving: np.ndarray | None) -> None:
-        if (self.lpips is None and self.inception is None) or driving is None:
+    def add(self, frame: ScoredFrame) -> None:
+        if (self.lpips is None and self.inception is None) or frame.driving is None:
             return
-        if self.pending and self.pending[0][1].shape != generated.shape:
+        if self.pending and self.pending[0][1].shape != frame.generated.shape:
             self._flush()
-        self.pending.append((item, generated, driving))
+        self.pending.append((frame.item.name, frame.generated, frame.driving))
         if len(self.pending) >= self.batch_size:
             self._flush()
 
@@ -408,73 +313,200 @@ class _NetworkMetrics:
             self.features["driving"].append(self.inception(driving).double().cpu().numpy())
         self.pending = []
 
-    def finish(self) -> dict[str, dict]:
+    def finish(self) -> dict[str, ReportEntry]:
         self._flush()
-        out = {}
         if self.lpips is not None and self.lpips_scores:
-            out["lpips"] = _summary(self.lpips_scores, NETWORK_METRICS["lpips"])
+            self.entries["lpips"] = ReportEntry.of_frames(self.lpips_scores, NETWORK_METRICS["lpips"])
         if self.inception is not None and self.features["generated"]:
-            generated = np.concatenate(self.features["generated"])
-            driving = np.concatenate(self.features["driving"])
-            if len(generated) < 2:
-                return {**out, "fid": _unavailable("fid", NETWORK_METRICS["fid"], "FID needs at least two frames")}
+            self.entries["fid"] = self._fid()
+        return self.entries
+
+    def _fid(self) -> ReportEntry:
+        generated = np.concatenate(self.features["generated"])
+        driving = np.concatenate(self.features["driving"])
+        if len(generated) < 2:
+            return ReportEntry.missing(NETWORK_METRICS["fid"], "FID needs at least two frames")
+        try:
+            distance = frechet_distance(*feature_statistics(generated), *feature_statistics(driving))
+        except ValueError as exc:  # e.g. a complex square root: say so, keep the other metrics
+            return ReportEntry.missing(NETWORK_METRICS["fid"], str(exc))
+        # FID compares two sets: there is no per-item value.
+        return ReportEntry(NETWORK_METRICS["fid"], value=distance, count=len(generated))
+
+
+class ArcFaceIdentity(MetricFamily):
+    """CSIM with GFPGAN's ArcFace, as the DaGAN authors evaluate it: whole frames, no face detector."""
+
+    def __init__(self, weights: Path):
+        super().__init__()
+        self.network = None
+        try:
+            self.network = load_arcface(weights).eval()
+        except MissingWeightsError as exc:
+            self.entries["csim"] = ReportEntry.missing(ARCFACE_CSIM, str(exc))
+        self.scores: dict[str, list[float]] = {}
+        self.source_identity: np.ndarray | None = None
+
+    def add(self, frame: ScoredFrame) -> None:
+        if self.network is None or frame.source is None:
+            return
+        if frame.index == 0:
+            self.source_identity = _arcface_embedding(self.network, frame.source)
+        value = float(self.source_identity @ _arcface_embedding(self.network, frame.generated))
+        self.scores.setdefault(frame.item.name, []).append(value)
+
+    def finish(self) -> dict[str, ReportEntry]:
+        if self.scores:
+            self.entries["csim"] = ReportEntry.of_frames(self.scores, ARCFACE_CSIM)
+        return self.entries
+
+
+@torch.inference_mode()
+def _arcface_embedding(network: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    """The unit-length ArcFace embedding of an RGB frame in [0, 1]."""
+    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None])).float()
+    embedding = network(arcface_input(batch))[0].double().numpy()
+    return embedding / np.linalg.norm(embedding)
+
+
+class _SyntheticKeypointDistance(MetricFamily):
+    """AKD on synthetic heads: a landmark network on generated frames against the renderer's landmarks."""
+
+    def __init__(self, weights: Path):
+        from dagan.pipelines.landmarks import load_landmark_network
+
+        super().__init__()
+        self.network, self.size = load_landmark_network(weights)
+        self.scores: dict[str, list[float]] = {}
+        self.truth: np.ndarray | None = None
+
+    def start(self, item: EvaluationItem) -> None:
+        """Read the ground truth of ``item``'s driving file, if it has one."""
+        truth = item.driving.with_suffix(".npz") if item.driving is not None else None
+        self.truth = None
+        if truth is not None and truth.is_file():
+            self.truth = read_arrays(truth, optional=("landmarks",)).get("landmarks")
+
+    @torch.inference_mode()
+    def _landmarks(self, image: np.ndarray) -> np.ndarray:
+        """Landmarks in ``image``'s pixels."""
+        tensor = torch.from_numpy(resize_frame(image, self.size)).permute(2, 0, 1)[None]
+        return self.network(tensor)[0].numpy() * (image.shape[1] / self.size)
+
+    def add(self, frame: ScoredFrame) -> None:
+        """Score one generated frame against the ground truth (in the driving frame's own pixels)."""
+        driving = frame.driving_as_read
+        if driving is None:
+            return
+        scale = frame.generated.shape[1] / driving.shape[1]
+        if self.truth is not None and frame.index < len(self.truth):
+            truth = self.truth[frame.index] * scale
+        else:
+            truth = self._landmarks(driving) * scale
+        distance = float(np.abs(self._landmarks(frame.generated) - truth).mean())
+        self.scores.setdefault(frame.item.name, []).append(distance)
+
+    def finish(self) -> dict[str, ReportEntry]:
+        return {"akd": ReportEntry.of_frames(self.scores, SYNTHETIC_AKD)}
+
+
+class FaceMetrics(MetricFamily):
+    """AKD, AED, CSIM and PRMSE from dlib's face of each frame; frames without a needed face are counted."""
+
+    def __init__(self, options: EvaluateOptions, names: list[str]):
+        super().__init__()
+        self.running = []
+        for name in names:
+            role, protocol = FACE_METRICS[name]
+            reason = _needs(options, role)
+            if reason:
+                self.entries[name] = ReportEntry.missing(protocol, reason)
+            else:
+                self.running.append(name)
+        self.analyzer = None
+        if self.running:
             try:
-                distance = frechet_distance(*feature_statistics(generated), *feature_statistics(driving))
-            except ValueError as exc:  # e.g. a complex square root: say so, keep the other metrics
-                return {**out, "fid": _unavailable("fid", NETWORK_METRICS["fid"], str(exc))}
-            out["fid"] = {"value": distance, "protocol": NETWORK_METRICS["fid"], "count": len(generated),
-                          "per_item": {}}  # fmt: skip
-        return out
+                self.analyzer = FaceAnalyzer()
+            except DaganError as exc:
+                self.entries.update(
+                    {name: ReportEntry.missing(FACE_METRICS[name][1], str(exc)) for name in self.running}
+                )
+                self.running = []
+        self.scores: dict[str, dict[str, list[float]]] = {name: {} for name in self.running}
+        self.faceless = dict.fromkeys(self.running, 0)
+        self.source_faces: dict[Path, Face | None] = {}  # sources repeat across items
+        self.source_face: Face | None = None
+
+    def add(self, frame: ScoredFrame) -> None:
+        if not self.running:
+            return
+        if frame.index == 0:
+            source = frame.item.source
+            if source is not None and source not in self.source_faces:
+                self.source_faces[source] = self.analyzer.analyze(frame.source)
+            self.source_face = self.source_faces.get(source)
+        generated = self.analyzer.analyze(frame.generated)
+        driving = self.analyzer.analyze(frame.driving) if frame.driving is not None and generated is not None else None
+        for name in self.running:
+            other = self.source_face if FACE_METRICS[name][0] == "source" else driving
+            if generated is None or other is None:
+                self.faceless[name] += 1
+            else:
+                self.scores[name].setdefault(frame.item.name, []).append(_face_score(name, other, generated, frame))
+
+    def finish(self) -> dict[str, ReportEntry]:
+        for name in self.running:
+            protocol = FACE_METRICS[name][1]
+            if not self.scores[name]:
+                reason = f"no face found in any of the {self.faceless[name]} frames"
+                self.entries[name] = ReportEntry.missing(protocol, reason)
+                continue
+            # PRMSE keeps squared angle errors per frame: the root comes after the mean.
+            reduce = (lambda values: np.sqrt(np.mean(values))) if name == "prmse" else np.mean
+            self.entries[name] = ReportEntry.of_frames(
+                self.scores[name], protocol, reduce, frames_without_face=self.faceless[name]
+            )
+        return self.entries
 
 
-def _face_frame(
-    analyzer: FaceAnalyzer,
-    generated: np.ndarray,
-    driving: np.ndarray | None,
-    source_face: Face | None,
-    item: str,
-    scores: dict[str, dict[str, list[float]]],
-    faceless: dict[str, int],
-) -> None:
-    """Add one frame's face metrics; frames where a needed face is not found are counted, not scored."""
-    generated_face = analyzer.analyze(generated)
-    driving_face = analyzer.analyze(driving) if driving is not None and generated_face is not None else None
-    for name in scores:
-        other = source_face if FACE_METRICS[name][0] == "source" else driving_face
-        if generated_face is None or other is None:
-            faceless[name] += 1
-            continue
-        if name == "akd":
-            value = float(np.mean(np.abs(other.landmarks - generated_face.landmarks)))
-        elif name == "aed":
-            a = other.embedding / np.linalg.norm(other.embedding)
-            b = generated_face.embedding / np.linalg.norm(generated_face.embedding)
-            value = float(np.sum((a - b) ** 2))
-        elif name == "csim":
-            a, b = other.embedding, generated_face.embedding
-            value = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-        else:  # prmse: squared angle errors, averaged over the three angles, rooted after averaging frames
-            h, w = generated.shape[:2]
-            difference = head_pose(other.landmarks, w, h) - head_pose(generated_face.landmarks, w, h)
-            value = float(np.mean(difference**2))
-        scores[name].setdefault(item, []).append(value)
+def _face_score(name: str, other: Face, generated: Face, frame: ScoredFrame) -> float:
+    """One frame's value of face metric ``name`` between the generated face and ``other``."""
+    if name == "akd":
+        return float(np.mean(np.abs(other.landmarks - generated.landmarks)))
+    if name == "aed":
+        a = other.embedding / np.linalg.norm(other.embedding)
+        b = generated.embedding / np.linalg.norm(generated.embedding)
+        return float(np.sum((a - b) ** 2))
+    if name == "csim":
+        a, b = other.embedding, generated.embedding
+        return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    # prmse: squared angle errors, averaged over the three angles, rooted after averaging frames
+    h, w = frame.generated.shape[:2]
+    difference = head_pose(other.landmarks, w, h) - head_pose(generated.landmarks, w, h)
+    return float(np.mean(difference**2))
 
 
-def _face_report(name: str, per_frame: dict[str, list[float]], faceless: int) -> dict:
-    protocol = FACE_METRICS[name][1]
-    if not per_frame:
-        return _unavailable(name, protocol, f"no face found in any of the {faceless} frames")
-    # PRMSE keeps squared angle errors per frame: the root comes after the mean.
-    reduce = (lambda values: np.sqrt(np.mean(values))) if name == "prmse" else np.mean
-    return {**_summary(per_frame, protocol, reduce), "frames_without_face": faceless}
+class LipSync(MetricFamily):
+    """LSE-D and LSE-C: SyncNet on each whole generated video and its own audio track."""
+
+    def __init__(self, options: EvaluateOptions):
+        super().__init__()
+        self.options = options
+        self.items: list[EvaluationItem] = []
+
+    def start(self, item: EvaluationItem) -> None:
+        self.items.append(item)
+
+    def finish(self) -> dict[str, ReportEntry]:
+        return _lip_sync(self.items, self.options) if {"lse_d", "lse_c"} & set(self.options.metrics) else {}
 
 
-def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str, dict]:
+def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str, ReportEntry]:
     """LSE-D and LSE-C of every generated video that has audio, or why they could not be computed."""
     names = [m for m in ("lse_d", "lse_c") if m in options.metrics]
 
-    def unavailable(reason: str) -> dict[str, dict]:
-        return {name: _unavailable(name, LSE_PROTOCOL, reason) for name in names}
+    def unavailable(reason: str) -> dict[str, ReportEntry]:
+        return {name: ReportEntry.missing(LSE_PROTOCOL, reason) for name in names}
 
     if not has_mfcc():
         return unavailable(MISSING_MFCC)
@@ -510,61 +542,104 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
             scores[name][item.name] = score.lse_d if name == "lse_d" else score.lse_c
     if not scores[names[0]]:
         return unavailable("no generated video with an audio track" + (f" (e.g. {skipped[0]})" if skipped else ""))
+    extra = {"skipped_without_audio": skipped} if skipped else {}
     return {
-        name: {
-            "value": float(np.mean(list(per_item.values()))),
-            "protocol": LSE_PROTOCOL,
-            "count": len(per_item),
-            "per_item": per_item,
-            **({"skipped_without_audio": skipped} if skipped else {}),
-        }
+        name: ReportEntry(LSE_PROTOCOL, float(np.mean(list(per_item.values()))), len(per_item), per_item, extra=extra)
         for name, per_item in scores.items()
     }
 
 
-def _summary(per_frame: dict[str, list[float]], protocol: str, reduce=np.mean) -> dict:
-    """A report entry from per-item frame values: ``reduce`` over all frames, and over each item's."""
-    every = np.concatenate([np.asarray(values, dtype=np.float64) for values in per_frame.values()])
-    return {
-        "value": float(reduce(every)),  # inf (identical frames in PSNR) and NaN stay visible
-        "protocol": protocol,
-        "count": int(every.size),
-        "per_item": {item: float(reduce(np.asarray(values, dtype=np.float64))) for item, values in per_frame.items()},
-    }
+#: The order of metrics.json and metrics.txt.
+REPORT_ORDER = tuple(dict.fromkeys([*FRAME_METRICS, *ALL_METRICS, *OTHER_METRICS]))
 
 
-def _unavailable(name: str, protocol: str, reason: str) -> dict:
-    return {"value": None, "protocol": protocol, "count": 0, "per_item": {}, "unavailable": reason}
+def metric_families(options: EvaluateOptions) -> list[MetricFamily]:
+    """The families that compute ``options.metrics``; CSIM and AKD use ArcFace or the landmark network when given."""
+    _check_metric_names(options.metrics)
+    families: list[MetricFamily] = [FrameMetrics(options), NotComputed(options), NetworkMetrics(options)]
+    face_names = [m for m in FACE_METRICS if m in options.metrics]
+    if "csim" in face_names and options.source is not None and options.arcface_weights is not None:
+        face_names.remove("csim")
+        families.append(ArcFaceIdentity(options.arcface_weights))
+    if "akd" in face_names and options.driving is not None and options.landmark_weights is not None:
+        face_names.remove("akd")
+        families.append(_SyntheticKeypointDistance(options.landmark_weights))
+    return [*families, FaceMetrics(options, face_names), LipSync(options)]
 
 
-def _json_safe(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "inf": JSON has no infinity
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    return value
+def _check_metric_names(metrics: tuple[str, ...]) -> None:
+    unknown = sorted(set(metrics) - set(ALL_METRICS) - set(OTHER_METRICS))
+    if unknown:
+        raise DaganError(f"unknown metric {unknown[0]!r}; choose from {','.join(ALL_METRICS + OTHER_METRICS)}")
 
 
-def _write_report(out: Path, report: dict, items: int, frames: int, seconds: float, visuals: dict) -> None:
-    with atomic_output(out / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_json_safe(report), indent=2))
-    lines = [f"{items} items, {frames} frames, {frames / max(seconds, 1e-9):.2f} frames/s", ""]
-    for name, entry in report.items():
-        if entry.get("unavailable"):
-            lines.append(f"{name:<14} unavailable: {entry['unavailable']}")
-        else:
-            lines.append(f"{name:<14} {entry['value']:.6g}  (n={entry['count']})  {entry['protocol']}")
-    with atomic_output(out / "metrics.txt") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    plots = out / "plots"
-    plots.mkdir(exist_ok=True)
-    for name, entry in report.items():
-        if entry.get("per_item"):
-            write_histogram(plots / f"{name}_histogram.png", np.array(list(entry["per_item"].values())), name)
-    worst_by = next((m for m in ("l1", "psnr", "niqe") if report.get(m, {}).get("per_item")), None)
-    if worst_by:
-        per_item = report[worst_by]["per_item"]
-        order = sorted(per_item, key=per_item.get, reverse=worst_by != "psnr")[:8]
-        rows = [visuals[name] for name in order if name in visuals]
-        labels = [f"{name}: {worst_by} {per_item[name]:.4g}" for name in order if name in visuals]
-        write_png(plots / f"worst_{worst_by}.png", image_grid(rows, labels))
+def evaluate(options: EvaluateOptions) -> dict:
+    """Compute the requested metrics and write metrics.json, metrics.txt and plots under ``options.out``."""
+    _check_metric_names(options.metrics)
+    items = pair_items(options.generated, options.driving, options.source)
+    if options.max_samples is not None:
+        items = items[: options.max_samples]
+    out = Path(options.out)
+    check_outputs(
+        {"--out": out},
+        {"--generated": options.generated, "--driving": options.driving, "--source": options.source},
+        ["--out"],
+    )
+    with removed_if_failed_empty(out):
+        check_writable_directory(out)
+        return _evaluate_items(options, items, out)
+
+
+def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: Path) -> dict:
+    """The loop: every frame of every item goes to every family; then the report is written."""
+    families = metric_families(options)
+    thumbnails: dict[str, list[np.ndarray]] = {}
+    longer: list[str] = []
+    frames_seen = 0
+    started = time.perf_counter()
+    for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
+        for family in families:
+            family.start(item)
+        for frame in _scored_frames(item, longer):
+            for family in families:
+                family.add(frame)
+            if frame.index == 0:
+                thumbnails[item.name] = _first_frame_panels(frame, options.save_visuals, out)
+            frames_seen += 1
+    seconds = time.perf_counter() - started
+    if longer:
+        print(
+            f"dagan: warning: {len(longer)} driving files have more frames than their generated ones "
+            f"(e.g. {longer[0]}); only the generated frames' count was scored",
+            file=sys.stderr,
+        )
+    entries: dict[str, ReportEntry] = {}
+    for family in families:
+        entries.update(family.finish())
+    report = {name: entries[name] for name in REPORT_ORDER if name in entries}
+    write_report(out, report, len(items), frames_seen, seconds, thumbnails)
+    return {name: entry.as_dict() for name, entry in report.items()}
+
+
+def _scored_frames(item: EvaluationItem, longer: list[str]) -> Iterator[ScoredFrame]:
+    """``item``'s generated frames with their driving frames; a driving file with frames left is noted in ``longer``."""
+    references = _frames(item.driving) if item.driving else None
+    source = next(_frames(item.source)) if item.source else None
+    for index, generated in enumerate(_frames(item.generated)):
+        driving = next(references, None) if references is not None else None
+        if references is not None and driving is None:
+            raise DaganError(f"{item.driving} has fewer frames than {item.generated}")
+        resized = _same_size(driving, generated) if driving is not None else None
+        yield ScoredFrame(item, index, generated, resized, driving, source)
+    if references is not None and next(references, None) is not None:
+        longer.append(item.driving.name)
+
+
+def _first_frame_panels(frame: ScoredFrame, save_visuals: bool, out: Path) -> list[np.ndarray]:
+    """Thumbnails of source, driving and generated for the worst-items grid (and visuals/NAME.png if asked)."""
+    panels = [_same_size(p, frame.generated) for p in (frame.source, frame.driving, frame.generated) if p is not None]
+    if save_visuals:
+        (out / "visuals").mkdir(exist_ok=True)
+        write_png(out / "visuals" / f"{frame.item.name}.png", np.concatenate(panels, axis=1))
+    # Small 8-bit thumbnails only: the worst-items grid needs a few, and sets can be large.
+    return [_thumbnail(p) for p in panels]
