@@ -10,7 +10,8 @@ The public API, loaded on first use so that ``import dagan`` (and ``dagan --help
 
 Frames are (H, W, 3) float32 RGB in [0, 1] everywhere (``dagan.io``). The commands' jobs are
 here too: ``animate_files``, ``animate_footage``, ``crop_files``, ``train``, ``train_depth``,
-``generate`` and ``evaluate``, with their options dataclasses.
+``generate`` and ``evaluate``, with their options dataclasses (``dagan.options``, which the
+command line is generated from).
 """
 
 from __future__ import annotations
@@ -25,18 +26,19 @@ _EXPORTS = {
     "Animator": "dagan.pipelines.animate",
     "AnimationOutput": "dagan.pipelines.animate",
     "animate_files": "dagan.pipelines.animate",
+    "AnimateOptions": "dagan.options",
     "animate_footage": "dagan.pipelines.footage",
     "crop_files": "dagan.pipelines.crop",
     "read_image": "dagan.io.image",
     "read_video": "dagan.io.video",
     "train": "dagan.pipelines.train",
-    "TrainOptions": "dagan.pipelines.train",
+    "TrainOptions": "dagan.options",
     "train_depth": "dagan.pipelines.depth_train",
-    "DepthTrainOptions": "dagan.pipelines.depth_train",
+    "DepthTrainOptions": "dagan.options",
     "generate": "dagan.pipelines.generate",
-    "GenerateOptions": "dagan.pipelines.generate",
+    "GenerateOptions": "dagan.options",
     "evaluate": "dagan.pipelines.evaluate",
-    "EvaluateOptions": "dagan.pipelines.evaluate",
+    "EvaluateOptions": "dagan.options",
     "DaganError": "dagan.errors",
 }
 
@@ -46,6 +48,7 @@ __all__ = [
     "Animator",
     "AnimationOutput",
     "animate_files",
+    "AnimateOptions",
     "animate_footage",
     "crop_files",
     "read_image",
@@ -65,13 +68,14 @@ if TYPE_CHECKING:
     from dagan.errors import DaganError
     from dagan.io.image import read_image
     from dagan.io.video import read_video
+    from dagan.options import AnimateOptions, DepthTrainOptions, EvaluateOptions, GenerateOptions, TrainOptions
     from dagan.pipelines.animate import AnimationOutput, Animator, animate_files
     from dagan.pipelines.crop import crop_files
-    from dagan.pipelines.depth_train import DepthTrainOptions, train_depth
-    from dagan.pipelines.evaluate import EvaluateOptions, evaluate
+    from dagan.pipelines.depth_train import train_depth
+    from dagan.pipelines.evaluate import evaluate
     from dagan.pipelines.footage import animate_footage
-    from dagan.pipelines.generate import GenerateOptions, generate
-    from dagan.pipelines.train import TrainOptions, train
+    from dagan.pipelines.generate import generate
+    from dagan.pipelines.train import train
 
 
 def __getattr__(name: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import math
 import os
@@ -17,7 +18,8 @@ from dagan import __version__
 from dagan.errors import DaganError, first_line
 
 if TYPE_CHECKING:
-    from dagan.config import InferenceConfig
+    from dagan.config import Flag
+    from dagan.options import AnimateOptions
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -127,6 +129,117 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+#: The value parsers an options field names in its ``Flag.parse``.
+_VALUE_PARSERS: dict[str, Callable[[str], object]] = {
+    "whole_number": _whole_number,
+    "positive_int": _positive_int,
+    "non_negative_int": _non_negative_int,
+    "batch_size": _batch_size,
+    "positive_float": _positive_float,
+    "non_negative_float": _non_negative_float,
+    "intrinsics": _intrinsics,
+    "depth_size": _depth_size,
+    "names": _names,
+}
+
+
+def _nested_options(kind: object) -> type | None:
+    """The dataclass a field holds (``X`` or ``X | None``), if it holds one."""
+    import dataclasses
+    import typing
+
+    candidates = (kind, *typing.get_args(kind))
+    return next((c for c in candidates if isinstance(c, type) and dataclasses.is_dataclass(c)), None)
+
+
+def _default_text(spec: dataclasses.Field, flag: Flag) -> str:
+    if flag.default_text is not None:
+        return flag.default_text
+    value = spec.default
+    if value is dataclasses.MISSING or value is None or value is False:
+        return ""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _has_no_default(spec: dataclasses.Field) -> bool:
+    return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+
+
+def _add_options(parser: argparse.ArgumentParser, options: type, only: Sequence[str] = ()) -> None:
+    """A flag for each ``config.option`` field of the dataclass ``options``, in field order.
+
+    Every flag's parser default is None, so ``_options`` passes on only what was given and the
+    dataclass's own default holds otherwise; the help text shows that default.
+    """
+    import typing
+
+    hints = typing.get_type_hints(options)
+    sections: dict[str, argparse._ArgumentGroup] = {}
+    groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for spec in dataclasses.fields(options):
+        flag: Flag | None = spec.metadata.get("flag")
+        if flag is None or (only and spec.name not in only):
+            continue
+        nested = _nested_options(hints[spec.name])
+        if nested is not None:
+            _add_options(parser, nested, flag.only)
+            continue
+        target = parser
+        if flag.section:
+            if flag.section not in sections:
+                sections[flag.section] = parser.add_argument_group(flag.section)
+            target = sections[flag.section]
+        if flag.group or flag.negation:
+            key = flag.group or spec.name
+            if key not in groups:
+                groups[key] = target.add_mutually_exclusive_group()
+            target = groups[key]
+        names = flag.names or (f"--{spec.name.replace('_', '-')}",)
+        shown = _default_text(spec, flag)
+        common = {"dest": spec.name, "default": None, "help": flag.help + (f" (default: {shown})" if shown else "")}
+        if hints[spec.name] is bool:
+            target.add_argument(*names, action="store_true", **common)
+            if flag.negation:
+                target.add_argument(flag.negation[0], dest=spec.name, action="store_false", help=flag.negation[1])
+            continue
+        target.add_argument(
+            *names,
+            type=_VALUE_PARSERS[flag.parse] if flag.parse else str,
+            metavar=flag.metavar,
+            choices=flag.choices,
+            required=flag.required
+            or spec.default is dataclasses.MISSING
+            and spec.default_factory is dataclasses.MISSING,
+            nargs="+" if flag.many else None,
+            **common,
+        )
+
+
+def _options(options: type, args: argparse.Namespace, **given: object) -> object:
+    """The dataclass ``options`` from the flags that were given (and ``given``); its defaults fill the rest."""
+    import typing
+
+    hints = typing.get_type_hints(options)
+    for spec in dataclasses.fields(options):
+        if spec.name in given or "flag" not in spec.metadata:
+            continue
+        nested = _nested_options(hints[spec.name])
+        value = _options(nested, args) if nested is not None else getattr(args, spec.name, None)
+        if value is None:
+            continue
+        if Path in (hints[spec.name], *typing.get_args(hints[spec.name])):
+            value = tuple(map(Path, value)) if isinstance(value, list) else Path(value)
+        given[spec.name] = value
+    return options(**given)
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     from dagan.config import DEVICES
 
@@ -151,55 +264,24 @@ def _add_max_pixels(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_precision_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--precision",
-        choices=("fp32", "bf16", "fp16"),
-        default="fp32",
-        help="arithmetic precision (default fp32, exact; bf16/fp16 run under autocast, fp16 on GPU only)",
-    )
-    p.add_argument("--compile", action="store_true", help="compile the networks with torch.compile (slow first call)")
-
-
 def _cmd_animate(args: argparse.Namespace) -> int:
-    from dagan.config import InferenceConfig
+    from dagan.options import AnimateOptions
     from dagan.pipelines.animate import animate_files
     from dagan.pipelines.demo import BUNDLED_MODEL_NOTICE, weights_or_bundled
 
-    checkpoint, depth_weights = weights_or_bundled(args.checkpoint, args.depth_weights)
-    if args.checkpoint is None:
+    options = _options(AnimateOptions, args)
+    checkpoint, depth_weights = weights_or_bundled(options.checkpoint, options.depth_weights)
+    if options.checkpoint is None:
         print(BUNDLED_MODEL_NOTICE, file=sys.stderr)
-
-    inference = InferenceConfig(
-        precision=args.precision, compile=args.compile, backend=args.backend, cpu_workers=args.cpu_workers
-    )
-    if args.crop:
-        return _animate_footage(args, checkpoint, depth_weights, inference)
-    for flag in ("paste_back", "face", "mask_feather", "detect_every", "detect_size"):
-        if getattr(args, flag) is not None and getattr(args, flag) is not False:
-            raise DaganError(f"--{flag.replace('_', '-')} works with --crop only")
-    report = animate_files(
-        args.source[0] if len(args.source) == 1 else args.source,
-        args.driving,
-        checkpoint,
-        depth_weights,
-        args.output,
-        relative=args.relative,
-        adapt_scale=args.adapt_scale,
-        best_frame=args.best_frame,
-        find_best_frame=args.find_best_frame,
-        reference=args.reference,
-        device=args.device,
-        batch_size=args.batch_size,
-        save_depth=args.save_depth,
-        side_by_side_output=args.side_by_side,
-        save_side_by_side=args.save_side_by_side,
-        quiet=args.quiet,
-        inference=inference,
-        overwrite=args.overwrite,
-        depth_style=args.depth_style,
-        smooth=args.smooth,
-    )
+    if options.crop:
+        return _animate_footage(options, checkpoint, depth_weights)
+    for name in ("paste_back", "face", "mask_feather", "detect_every", "detect_size"):
+        value = getattr(options, name)
+        if value is not None and value is not False:  # --mask-feather 0 is given, though 0 == False
+            raise DaganError(f"--{name.replace('_', '-')} works with --crop only")
+    source = options.source[0] if len(options.source) == 1 else list(options.source)
+    arguments = options.files_arguments()
+    report = animate_files(source, options.driving, checkpoint, depth_weights, options.output, **arguments)
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     extra = f", depth video {report.depth_output}" if report.depth_output else ""
     extra += f", side-by-side video {report.side_by_side_output}" if report.side_by_side_output else ""
@@ -207,44 +289,42 @@ def _cmd_animate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _animate_footage(
-    args: argparse.Namespace, checkpoint: str, depth_weights: str | None, inference: InferenceConfig
-) -> int:
+def _animate_footage(options: AnimateOptions, checkpoint: Path, depth_weights: Path | None) -> int:
     from dagan.pipelines.crop import crop_config
     from dagan.pipelines.footage import animate_footage
 
-    if len(args.source) > 1:
+    if len(options.source) > 1:
         raise DaganError("--crop animates one source photo (use --face all for several faces in it)")
     unsupported = {
-        "--reference": args.reference is not None,
-        "--best-frame": args.best_frame is not None,
-        "--find-best-frame": args.find_best_frame,
-        "--save-depth": args.save_depth is not None,
-        "--side-by-side": args.side_by_side,
-        "--save-side-by-side": args.save_side_by_side is not None,
+        "--reference": options.reference is not None,
+        "--best-frame": options.best_frame is not None,
+        "--find-best-frame": options.find_best_frame,
+        "--save-depth": options.save_depth is not None,
+        "--side-by-side": options.side_by_side_output,
+        "--save-side-by-side": options.save_side_by_side is not None,
     }
     given = [flag for flag, on in unsupported.items() if on]
     if given:
         raise DaganError(f"{given[0]} does not work with --crop: each driving clip starts from its own first frame")
-    if args.mask_feather is not None and not args.paste_back:
+    if options.mask_feather is not None and not options.paste_back:
         raise DaganError("--mask-feather works with --paste-back only")
     report = animate_footage(
-        args.source[0],
-        args.driving,
+        options.source[0],
+        options.driving,
         checkpoint,
         depth_weights,
-        args.output,
-        paste_back=args.paste_back,
-        face=args.face,
-        mask_feather=args.mask_feather,
-        crop=crop_config(**_crop_flags(args)),
-        relative=args.relative,
-        adapt_scale=args.adapt_scale,
-        device=args.device,
-        batch_size=args.batch_size,
-        smooth=args.smooth,
-        quiet=args.quiet,
-        inference=inference,
+        options.output,
+        paste_back=options.paste_back,
+        face=options.face,
+        mask_feather=options.mask_feather,
+        crop=crop_config(detect_every=options.detect_every, detect_size=options.detect_size),
+        relative=options.relative,
+        adapt_scale=options.adapt_scale,
+        device=options.device,
+        batch_size=options.batch_size,
+        smooth=options.smooth,
+        quiet=options.quiet,
+        inference=options.inference,
     )
     fps = report.frames / report.seconds if report.seconds > 0 else float("nan")
     print(f"wrote {report.frames} frames to {report.output} ({report.seconds:.1f} s, {fps:.2f} frames/s)")
@@ -382,63 +462,25 @@ def _add_synth_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dagan.pipelines.train import TrainOptions, describe, train
+    from dagan.options import TrainOptions
+    from dagan.pipelines.train import describe, train
 
-    options = TrainOptions(
-        data=Path(args.data),
-        out=Path(args.out),
-        config=Path(args.config),
-        resume=args.resume,
-        max_steps=args.max_steps,
-        depth_weights=_path(args.depth_weights),
-        vgg_weights=_path(args.vgg_weights),
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        workers=args.workers,
-        cache_clips=args.cache_clips,
-        device=args.device,
-        precision=args.precision,
-        compile=args.compile,
-        quiet=args.quiet,
-    )
+    options = _options(TrainOptions, args)
     result = train(options)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"{describe(result)}; checkpoint {Path(args.out) / 'checkpoint.pth.tar'}")
+        print(f"{describe(result)}; checkpoint {options.out / 'checkpoint.pth.tar'}")
     return 0
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import TrainOptions
+
     p = sub.add_parser(
         "train",
         help="train DaGAN (also under torchrun for several GPUs or nodes)",
         description="Train DaGAN on train/ + test/ folders of clips. Under torchrun it runs DistributedDataParallel.",
     )
-    p.add_argument("--config", required=True, metavar="CFG", help="original DaGAN YAML or dagan's own schema")
-    p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/")
-    p.add_argument(
-        "--out", "--output", dest="out", required=True, metavar="RUN_DIR", help="run folder: checkpoint, log, visuals"
-    )
-    p.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pth.tar exactly")
-    p.add_argument(
-        "--max-steps",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="at most N steps (never past train.num_epochs; default: all of them)",
-    )
-    p.add_argument(
-        "--depth-weights", metavar="DIR", default=None, help="frozen face-depth weights: folder or .safetensors"
-    )
-    p.add_argument("--vgg-weights", metavar="PATH", default=None, help="torchvision vgg19-dcbb9e9d.pth")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=500, metavar="N", help="steps between checkpoints")
-    p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N", help="data-loading worker processes")
-    p.add_argument(
-        "--cache-clips", type=_non_negative_int, default=0, metavar="N", help="keep N decoded clips per worker"
-    )
-    _add_precision_flags(p)
-    _add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, TrainOptions)
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_train)
 
@@ -447,33 +489,16 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
     import json
 
     from dagan.io.atomic import atomic_output
+    from dagan.options import DepthTrainOptions
     from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
-    from dagan.pipelines.depth_train import DepthTrainOptions, train_depth
+    from dagan.pipelines.depth_train import train_depth
     from dagan.pipelines.networks import load_trained_depth
 
     out = Path(args.out)
     if not args.eval:
-        options = DepthTrainOptions(
-            data=Path(args.data),
-            out=out,
-            layers=args.layers,
-            size=args.size,
-            resume=args.resume,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            stride=args.stride,
-            seed=args.seed,
-            workers=args.workers,
-            learning_rate=args.learning_rate if args.learning_rate is not None else DepthTrainOptions.learning_rate,
-            override_learning_rate=args.resume and args.learning_rate is not None,
-            intrinsics=args.intrinsics,
-            translation_scale=args.translation_scale or DepthTrainOptions.translation_scale,
-            cache_clips=args.cache_clips,
-            validate_every=args.validate_every if args.validate_every is not None else DepthTrainOptions.validate_every,
-            device=args.device,
-            quiet=args.quiet,
-        )
-        result = train_depth(options)
+        # A rate given with --resume replaces the saved run's; without --resume it simply starts there.
+        override = bool(args.resume) and args.learning_rate is not None
+        result = train_depth(_options(DepthTrainOptions, args, override_learning_rate=override))
         if int(os.environ.get("RANK", "0")) != 0:
             return 0
         print(f"trained depth to step {result.step} in {result.seconds:.0f} s; weights in {out}")
@@ -492,73 +517,19 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
 
 
 def _add_train_depth(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import DepthTrainOptions
+
     p = sub.add_parser(
         "train-depth",
         help="train the face-depth network self-supervised (monodepth2 style) and evaluate it",
         description="Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="folder with train/ and test/ clips")
-    p.add_argument(
-        "--out",
-        "--output",
-        dest="out",
-        required=True,
-        metavar="RUN_DIR",
-        help="run folder: encoder.pth, depth.pth, log, visuals",
-    )
-    p.add_argument("--layers", type=_whole_number, choices=(18, 50), default=18, help="ResNet depth of the encoder")
-    p.add_argument("--size", type=_depth_size, default=256, help="training frame size")
-    p.add_argument("--resume", action="store_true", help="continue RUN_DIR exactly where it stopped")
-    p.add_argument("--max-steps", type=_positive_int, default=None, metavar="N", help="stop after N steps")
-    p.add_argument("--batch-size", type=_batch_size, default=4, metavar="N", help="frame triplets per step")
-    p.add_argument("--stride", type=_positive_int, default=1, metavar="K", help="frames between neighbours")
-    p.add_argument(
-        "--learning-rate",
-        type=_positive_float,
-        default=None,
-        metavar="LR",
-        help="Adam learning rate (default 1e-4); with --resume, replaces the saved run's rate",
-    )
-    p.add_argument(
-        "--intrinsics",
-        type=_intrinsics,
-        default=None,
-        metavar="FX,FY,CX,CY",
-        help="known camera as fractions of the image width/height (dagan synth: 0.95,0.95,0.5,0.5); "
-        "by default the pose network learns it",
-    )
-    p.add_argument(
-        "--translation-scale",
-        type=_positive_float,
-        default=None,
-        metavar="S",
-        help="the pose network's translation is S times its raw output (default 0.01, monodepth2's); raise it "
-        "when the log's near_bound stays high (docs/depth.md)",
-    )
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    p.add_argument("--workers", type=_non_negative_int, default=2, metavar="N", help="data-loading worker processes")
-    p.add_argument(
-        "--cache-clips",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="decode N clips once at the start (memory: N x frames x size^2 x 12 bytes)",
-    )
-    p.add_argument(
-        "--validate-every",
-        type=_non_negative_int,
-        default=None,
-        metavar="N",
-        help="score the depth on test/ every N steps when it has dagan synth ground truth: log.jsonl val_* and "
-        "validation.png (0: never; default 500)",
-    )
-    _add_device(p)
+    _add_options(p, DepthTrainOptions)
     p.add_argument(
         "--eval",
         action="store_true",
         help="only evaluate RUN_DIR's weights on test/ against dagan synth ground truth (with baselines)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_train_depth)
 
@@ -576,24 +547,9 @@ def _crop_flags(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _add_crop_detection_flags(p: argparse.ArgumentParser) -> None:
-    from dagan.config import CropConfig
+    from dagan.options import AnimateOptions
 
-    p.add_argument(
-        "--detect-every",
-        type=_positive_int,
-        default=None,
-        metavar="K",
-        help=f"detect faces on every K-th frame and at scene cuts, following them in between "
-        f"(default {CropConfig.detect_every}; 1 detects on every frame)",
-    )
-    p.add_argument(
-        "--detect-size",
-        type=_positive_int,
-        default=None,
-        metavar="PX",
-        help=f"shrink frames to this long side for face detection (default {CropConfig.detect_size}; "
-        f"faces of about 80 pixels and more at that size are found; photos use {CropConfig.photo_detect_factor:g}x)",
-    )
+    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"))
 
 
 def _cmd_crop(args: argparse.Namespace) -> int:
@@ -697,6 +653,8 @@ def _add_depth(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_animate(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import AnimateOptions
+
     p = sub.add_parser(
         "animate",
         help="animate a portrait with a driving video",
@@ -706,154 +664,8 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
         "linked from https://github.com/harlanhong/CVPR2022-DaGAN, or train your own with "
         "'dagan train-depth' and 'dagan train'.",
     )
-    p.add_argument(
-        "--source",
-        required=True,
-        nargs="+",
-        metavar="IMAGE",
-        help="source portrait (PNG/JPEG, any size); several images or a folder give one output each, named "
-        "after its source, in the --output folder (the driving video is read and its motion computed once)",
-    )
-    p.add_argument(
-        "--driving",
-        required=True,
-        metavar="VIDEO_OR_FRAME_DIR",
-        help="driving video or frame folder; or one image, animated into one image (absolute motion, or "
-        "relative to --reference)",
-    )
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="CKPT",
-        help="DaGAN .pth.tar or .safetensors checkpoint (or, with --backend onnxruntime, a dagan export-onnx folder); "
-        "without it and --depth-weights, the bundled demo model (synthetic heads)",
-    )
-    p.add_argument(
-        "--depth-weights",
-        metavar="DIR",
-        default=None,
-        help="face-depth weights: a folder with encoder.pth and depth.pth (or a .safetensors); "
-        "may be omitted when the checkpoint .safetensors holds them",
-    )
-    p.add_argument(
-        "--output",
-        "--out",
-        dest="output",
-        default=None,
-        metavar="OUT.mp4|OUT_DIR/",
-        help="an .mp4 (H.264, driving fps and audio) or a folder for PNG frames (default: result.mp4; "
-        "for a still driving image, an OUT.png, default result.png)",
-    )
-    motion = p.add_mutually_exclusive_group()
-    motion.add_argument(
-        "--relative", dest="relative", action="store_true", default=True, help="relative motion (default)"
-    )
-    motion.add_argument("--absolute", dest="relative", action="store_false", help="absolute keypoint positions")
-    scale = p.add_mutually_exclusive_group()
-    scale.add_argument(
-        "--adapt-scale", dest="adapt_scale", action="store_true", default=True, help="adapt movement scale (default)"
-    )
-    scale.add_argument("--no-adapt-scale", dest="adapt_scale", action="store_false", help="use movement as it is")
-    best = p.add_mutually_exclusive_group()
-    best.add_argument("--best-frame", type=_non_negative_int, default=None, metavar="N", help="animate from frame N")
-    best.add_argument(
-        "--reference",
-        default=None,
-        metavar="IMAGE|N",
-        help="the neutral face relative motion is measured from: an image (say a neutral photo of the driving "
-        "person) or driving frame N (as --best-frame N); default: the first driving frame",
-    )
-    best.add_argument(
-        "--find-best-frame",
-        action="store_true",
-        help="start from the driving frame whose face pose is closest to the source's (needs 'dagan[face]')",
-    )
-    p.add_argument(
-        "--smooth",
-        type=_non_negative_float,
-        default=0.0,
-        metavar="S",
-        help="steady the driving motion: a One-Euro filter on the keypoints with a time constant of S frames "
-        "for a still head (default 0: off, as the published results; docs/smoothing.md measures S)",
-    )
-    _add_device(p)
-    p.add_argument(
-        "--batch-size",
-        type=_batch_size,
-        default=None,
-        metavar="N",
-        help="driving frames per batch (default: 1 on CPU, where batching buys no speed; 8 on GPU)",
-    )
-    p.add_argument("--save-depth", default=None, metavar="DEPTH.mp4", help="also write the driving depth as a video")
-    from dagan.config import DEPTH_STYLES
-
-    p.add_argument(
-        "--depth-style",
-        choices=DEPTH_STYLES,
-        default="colour",
-        help="how --save-depth and the side-by-side panel draw depth: a colour map over one range per video "
-        "(default), or the original demo's grey 1 - d / max d (nearly black on the bundled model)",
-    )
-    p.add_argument(
-        "--side-by-side", action="store_true", help="write source | driving | depth | result panels as the output"
-    )
-    p.add_argument(
-        "--save-side-by-side",
-        default=None,
-        metavar="PANELS.mp4",
-        help="also write source | driving | depth | result panels as a video",
-    )
-    _add_precision_flags(p)
-    p.add_argument(
-        "--backend",
-        choices=("torch", "onnxruntime"),
-        default="torch",
-        help="run the networks in torch (default) or in onnxruntime (a torch checkpoint is exported first)",
-    )
-    p.add_argument(
-        "--cpu-workers",
-        type=_non_negative_int,
-        default=0,
-        metavar="N",
-        help="on CPU, batches computed at once, each on its share of the cores (default 0: one per core, at most 4)",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="an --output folder may hold an earlier run's frames, which are replaced (never other files)",
-    )
-    from dagan.config import CropConfig
-
-    footage = p.add_argument_group("real footage (needs 'dagan[face]')")
-    footage.add_argument(
-        "--crop",
-        action="store_true",
-        help="cut the source photo's face and the driving video's clips as 'dagan crop' does before animating "
-        "(any size of photo and video; each driving clip is animated relative to its own first frame)",
-    )
-    footage.add_argument(
-        "--paste-back",
-        action="store_true",
-        help="with --crop: blend the animated face back into the source photo at its full resolution",
-    )
-    footage.add_argument(
-        "--face",
-        default=None,
-        metavar="N|all",
-        help="with --crop: which face of the source photo to animate, numbered from 0 left to right, or all "
-        "(default: the largest)",
-    )
-    footage.add_argument(
-        "--mask-feather",
-        type=_non_negative_float,
-        default=None,
-        metavar="F",
-        help=f"with --paste-back: the soft edge of the face-and-hair mask, in face sizes "
-        f"(default {CropConfig.mask_feather:g}; docs/crop.md)",
-    )
-    _add_crop_detection_flags(footage)
+    _add_options(p, AnimateOptions)
     _add_max_pixels(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_animate)
 
 
@@ -907,99 +719,52 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from dagan.config import InferenceConfig
-    from dagan.pipelines.generate import GenerateOptions, generate
+    from dagan.options import GenerateOptions
+    from dagan.pipelines.generate import generate
 
-    if bool(args.pairs) == bool(args.source_dir or args.driving_dir):
+    if bool(args.pairs_csv) == bool(args.source_dir or args.driving_dir):
         raise DaganError("give either --source-dir and --driving-dir, or --pairs CSV --root R")
-    if not args.pairs and not (args.source_dir and args.driving_dir):
+    if not args.pairs_csv and not (args.source_dir and args.driving_dir):
         raise DaganError("--source-dir and --driving-dir go together")
-    options = GenerateOptions(
-        checkpoint=Path(args.checkpoint),
-        out=Path(args.out),
-        depth_weights=_path(args.depth_weights),
-        source_dir=_path(args.source_dir),
-        driving_dir=_path(args.driving_dir),
-        pairs_csv=_path(args.pairs),
-        root=_path(args.root),
-        mode=args.mode,
-        batch_size=args.batch_size,
-        device=args.device,
-        inference=InferenceConfig(precision=args.precision, compile=args.compile),
-        quiet=args.quiet,
-    )
+    options = _options(GenerateOptions, args)
     counts = generate(options)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"generated {counts['written']} outputs in {args.out} ({counts['skipped']} already there)")
+        print(f"generated {counts['written']} outputs in {options.out} ({counts['skipped']} already there)")
     return 0
 
 
 def _add_generate(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import GenerateOptions
+
     p = sub.add_parser(
         "generate",
         help="animate many (source, driving) pairs into an evaluation set (resumable, torchrun-sharded)",
         description="Pairs come from two folders matched by file name, or from source,driving[,frame] CSVs.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
-    p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
-    p.add_argument(
-        "--out", "--output", dest="out", required=True, metavar="DIR", help="folder for the generated videos and images"
-    )
-    p.add_argument("--source-dir", metavar="S", default=None, help="source images (or videos) named like the drivers")
-    p.add_argument("--driving-dir", metavar="D", default=None, help="driving images or videos")
-    p.add_argument("--pairs", metavar="CSV", default=None, help="rows source,driving[,frame] (vox_evaluation.csv)")
-    p.add_argument("--root", metavar="R", default=None, help="folder the CSV's relative paths start from")
-    p.add_argument(
-        "--mode",
-        choices=("self", "cross"),
-        default="cross",
-        help="self: reconstruct the driving video (absolute keypoints); cross: relative motion (default)",
-    )
-    p.add_argument("--batch-size", type=_batch_size, default=None, metavar="N", help="driving frames per batch")
-    _add_device(p)
-    _add_precision_flags(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, GenerateOptions)
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_generate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from dagan.pipelines.evaluate import EvaluateOptions, evaluate, resolve_eval_set
+    from dagan.options import EvaluateOptions
+    from dagan.pipelines.evaluate import evaluate, resolve_eval_set
 
+    given = {}
     if args.eval_set:
         generated, driving, source = resolve_eval_set(Path(args.eval_set), args.generated)
-    else:
-        generated = Path(args.generated)
-        driving = _path(args.driving)
-        source = _path(args.source)
-    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    options = EvaluateOptions(
-        generated=generated,
-        out=Path(args.out),
-        driving=driving,
-        source=source,
-        metrics=metrics,
-        max_samples=args.max_samples,
-        save_visuals=args.save_visuals,
-        syncnet_weights=_path(args.syncnet_weights),
-        lpips_weights=_path(args.lpips_weights),
-        fid_weights=_path(args.fid_weights),
-        arcface_weights=_path(args.arcface_weights),
-        landmark_weights=_path(args.landmark_weights),
-        device=args.device,
-        batch_size=args.batch_size,
-        quiet=args.quiet,
-    )
+        given = {"generated": generated, "driving": driving, "source": source}
+    options = _options(EvaluateOptions, args, **given)
     report = evaluate(options)
     missing = [name for name, entry in report.items() if entry.get("unavailable")]
-    print((Path(args.out) / "metrics.txt").read_text(), end="")
+    print((options.out / "metrics.txt").read_text(), end="")
     if missing:
-        print(f"unavailable: {', '.join(missing)} (reasons in {Path(args.out) / 'metrics.json'})")
+        print(f"unavailable: {', '.join(missing)} (reasons in {options.out / 'metrics.json'})")
     return 0
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from dagan.config import ALL_METRICS
+    from dagan.options import EvaluateOptions
 
     p = sub.add_parser(
         "evaluate",
@@ -1007,30 +772,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         description="Compute each metric as its reference implementation does; metrics that cannot run are "
         "reported as unavailable with the reason, and the others still run.",
     )
-    p.add_argument("--generated", required=True, metavar="G", help="folder of generated images or videos")
-    p.add_argument("--driving", metavar="D", default=None, help="folder of driving (ground-truth) files, same names")
-    p.add_argument("--source", metavar="S", default=None, help="folder of source files, same names")
-    p.add_argument(
-        "--out",
-        "--output",
-        dest="out",
-        required=True,
-        metavar="REPORT_DIR",
-        help="folder for metrics.json, metrics.txt and plots",
-    )
-    p.add_argument(
-        "--metrics", default=",".join(ALL_METRICS), help=f"comma-separated (default: {','.join(ALL_METRICS)})"
-    )
-    for name in ("fid", "lpips", "syncnet", "arcface"):
-        p.add_argument(f"--{name}-weights", metavar="PATH", default=None, help=f"{name} network weights")
-    p.add_argument(
-        "--landmark-weights",
-        metavar="PATH",
-        default=None,
-        help="a dagan train-landmarks network: AKD on synthetic heads against their ground-truth landmarks",
-    )
-    _add_device(p)
-    p.add_argument("--batch-size", type=_batch_size, default=20, metavar="N", help="windows per network batch")
+    _add_options(p, EvaluateOptions)
     p.add_argument(
         "--eval-set",
         metavar="DIR",
@@ -1038,9 +780,6 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="the reproduction's layout: --generated names a folder in DIR; *_self pairs with gt_self/source_self, "
         "other names with gt_cross/source_cross",
     )
-    p.add_argument("--max-samples", type=_positive_int, default=None, metavar="N", help="only the first N items")
-    p.add_argument("--save-visuals", action="store_true", help="write source | driving | generated triplets")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_evaluate)
 
@@ -1121,6 +860,13 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _flag_of(parser: argparse.ArgumentParser, command: str, dest: str) -> str:
+    """The flag that sets ``dest`` in ``command`` (a positional argument's own name)."""
+    sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    flags = [action.option_strings for action in sub.choices[command]._actions if action.dest == dest]
+    return flags[0][0] if flags and flags[0] else dest
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -1128,8 +874,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     for name, value in vars(args).items():
         values = value if isinstance(value, list) else [value]
         if any(isinstance(item, str) and not item.strip() for item in values):
-            flag = name if name in ("input", "output") and args.command == "convert" else f"--{name.replace('_', '-')}"
-            parser.error(f"{args.command}: {flag} must not be empty")
+            parser.error(f"{args.command}: {_flag_of(parser, args.command, name)} must not be empty")
     from dagan.config import DEFAULT_MAX_PIXELS
     from dagan.io.image import set_max_pixels
 

@@ -31,7 +31,46 @@ DEPTH_STYLES = ("colour", "original")
 #: Every metric ``dagan evaluate`` computes, in report order (its default ``--metrics``).
 ALL_METRICS = ("psnr", "ssim", "l1", "lpips", "fid", "niqe", "akd", "aed", "csim", "prmse", "lse_d", "lse_c")
 
+#: monodepth2's factor between the pose head's raw output and the translation (and the rotation).
+MONODEPTH2_MOTION_SCALE = 0.01
+
 GeneratorVariant = Literal["depth_aware", "spade"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How an options field appears on the command line: ``dagan.cli`` builds its parsers from these.
+
+    The field's own default is the flag's default (the parser passes on only what was given), so
+    each default is written once, on the dataclass, and the help text shows it.
+    """
+
+    help: str
+    metavar: str | None = None
+    #: The name of the ``dagan.cli`` value parser that checks the text ("positive_int", ...).
+    parse: str | None = None
+    choices: tuple | None = None
+    #: The flag and its aliases; default ``--field-name``.
+    names: tuple[str, ...] = ()
+    #: For a boolean that defaults to true: the flag that turns it off, and its help.
+    negation: tuple[str, str] | None = None
+    #: Fields of one group are mutually exclusive.
+    group: str | None = None
+    #: The title of the help section the flag is listed under.
+    section: str | None = None
+    required: bool = False
+    #: Takes one value or more (``nargs="+"``).
+    many: bool = False
+    #: For a field that is itself a dataclass: which of its flagged fields this command offers.
+    only: tuple[str, ...] = ()
+    #: Shown instead of the default where the default is worked out at run time.
+    default_text: str | None = None
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **flag: Any) -> Any:  # noqa: A002
+    """A dataclass field that is also a command-line flag (see ``Flag``)."""
+    factory = flag.pop("default_factory", dataclasses.MISSING)
+    return field(default=default, default_factory=factory, metadata={"flag": Flag(help, **flag)})
 
 
 @dataclass
@@ -222,14 +261,26 @@ class InferenceConfig:
     ``precision`` other than fp32 runs under autocast; ``compile`` applies ``torch.compile``.
     """
 
-    precision: Precision = "fp32"
-    compile: bool = False
+    precision: Precision = option(
+        "fp32",
+        "arithmetic precision (fp32 is exact; bf16/fp16 run under autocast, fp16 on GPU only)",
+        choices=typing.get_args(Precision),
+    )
+    compile: bool = option(False, "compile the networks with torch.compile (slow first call)")
     fuse: bool = True
     channels_last: bool = True
-    backend: Backend = "torch"
-    #: Batches computed at once on CPU, each on its own share of the cores (0: one per core, at most 4).
+    backend: Backend = option(
+        "torch",
+        "run the networks in torch or in onnxruntime (a torch checkpoint is exported first)",
+        choices=typing.get_args(Backend),
+    )
     #: Small convolutions scale poorly across cores, so whole frames in parallel run faster.
-    cpu_workers: int = 0
+    cpu_workers: int = option(
+        0,
+        "on CPU, batches computed at once, each on its share of the cores (0: one per core, at most 4)",
+        metavar="N",
+        parse="non_negative_int",
+    )
 
 
 CropFormat = Literal["mp4", "png"]

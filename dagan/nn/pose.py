@@ -11,11 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dagan.config import DepthConfig
+from dagan.config import MONODEPTH2_MOTION_SCALE, DepthConfig
 from dagan.nn.depth_encoder import DepthEncoder
-
-#: monodepth2's factor between the pose head's raw output and the translation (and the rotation).
-MONODEPTH2_MOTION_SCALE = 0.01
 
 
 class PoseDecoder(nn.Module):

@@ -34,6 +34,7 @@ from dagan.io.video import DEFAULT_FPS, Mp4Writer, PngDirectoryWriter, VideoInfo
 from dagan.motion import KeypointSmoother, movement_scale, transfer_motion
 from dagan.nn import Keypoints, SourceEncoding
 from dagan.nn.fuse import fuse_for_inference
+from dagan.options import AnimateOptions
 from dagan.pipelines.distributed import select_device
 from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
 from dagan.pipelines.onnx_backend import OnnxNetworks, export_onnx, is_onnx_export
@@ -458,22 +459,22 @@ def animate_files(
     depth_weights: str | Path | None = None,
     output: str | Path | None = None,
     *,
-    relative: bool = True,
-    adapt_scale: bool = True,
-    best_frame: int | None = None,
-    find_best_frame: bool = False,
-    reference: str | Path | int | None = None,
-    device: str = "auto",
-    batch_size: int | None = None,
-    save_depth: str | Path | None = None,
-    side_by_side_output: bool = False,
-    save_side_by_side: str | Path | None = None,
-    quiet: bool = False,
+    relative: bool = AnimateOptions.relative,
+    adapt_scale: bool = AnimateOptions.adapt_scale,
+    best_frame: int | None = AnimateOptions.best_frame,
+    find_best_frame: bool = AnimateOptions.find_best_frame,
+    reference: str | Path | int | None = AnimateOptions.reference,
+    device: str = AnimateOptions.device,
+    batch_size: int | None = AnimateOptions.batch_size,
+    save_depth: str | Path | None = AnimateOptions.save_depth,
+    side_by_side_output: bool = AnimateOptions.side_by_side_output,
+    save_side_by_side: str | Path | None = AnimateOptions.save_side_by_side,
+    quiet: bool = AnimateOptions.quiet,
     animator: Animator | None = None,
     inference: InferenceConfig | None = None,
-    overwrite: bool = False,
-    depth_style: str = "colour",
-    smooth: float = 0.0,
+    overwrite: bool = AnimateOptions.overwrite,
+    depth_style: str = AnimateOptions.depth_style,
+    smooth: float = AnimateOptions.smooth,
 ) -> AnimateReport:
     """The ``dagan animate`` job: files in, an MP4 (with the driving audio) or PNG frames out.
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dagan.config import DepthConfig, check_depth_size
+from dagan.config import MONODEPTH2_MOTION_SCALE, DepthConfig, check_depth_size
 from dagan.data.dataset import FrameTripletDataset
 from dagan.errors import DaganError, first_line
 from dagan.geometry import MIN_DEPTH, backproject, disp_to_depth, intrinsics_from_fractions, pose_matrix, project
@@ -29,7 +28,8 @@ from dagan.io.colormap import colorize_disparity
 from dagan.io.image import write_png
 from dagan.io.plots import line_chart_image
 from dagan.nn.face_depth import FaceDepthNetwork
-from dagan.nn.pose import MONODEPTH2_MOTION_SCALE, PoseNetwork
+from dagan.nn.pose import PoseNetwork
+from dagan.options import DepthTrainOptions
 from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
 from dagan.pipelines.depth_losses import min_reprojection, photometric_error, smoothness
 from dagan.pipelines.distributed import unwrap
@@ -41,44 +41,6 @@ NEAR_BOUND_FACTOR = 1.1
 SCALES = (0, 1, 2, 3)
 #: Everything ``--resume`` needs, in one file written last: the weights files are the deliverables.
 TRAIN_STATE = "train_state.pth"
-
-
-@dataclass
-class DepthTrainOptions:
-    """Everything ``dagan train-depth`` takes."""
-
-    data: Path
-    out: Path
-    layers: int = 18
-    size: int = 256
-    resume: bool = False
-    max_steps: int | None = None
-    epochs: int = 20
-    batch_size: int = 4
-    learning_rate: float = 1e-4
-    #: On --resume, replace the saved run's learning rate (for example to decay it by hand).
-    override_learning_rate: bool = False
-    #: The learning rate drops tenfold for the last quarter of the steps (monodepth2: epoch 15 of 20).
-    lr_decay_at: float = 0.75
-    stride: int = 1
-    seed: int = 0
-    workers: int = 2
-    #: Decode this many clips once, up front; the loader's workers are forked anew each epoch and share them.
-    cache_clips: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
-    visualize_every: int = 200
-    #: Score the depth on test/ every this many steps when it has ground truth (dagan synth); 0: never.
-    validate_every: int = 500
-    #: Frames per test clip that validation scores (--eval takes 8).
-    validation_frames: int = 4
-    automask: bool = True
-    #: Translation = this x the pose head's raw output; sets where the free depth scale settles.
-    translation_scale: float = MONODEPTH2_MOTION_SCALE
-    #: Known camera (fx, fy, cx, cy as fractions of the image width/height); None learns it.
-    intrinsics: tuple[float, float, float, float] | None = None
-    device: str = "auto"
-    quiet: bool = False
 
 
 @dataclass

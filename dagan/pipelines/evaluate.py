@@ -33,6 +33,7 @@ from dagan.metrics.niqe import niqe
 from dagan.metrics.weights import MissingWeightsError, load_arcface, load_fid_inception, load_lpips
 from dagan.nn.arcface import arcface_input
 from dagan.nn.syncnet import SyncNet
+from dagan.options import EvaluateOptions
 from dagan.pipelines.distributed import select_device
 from dagan.pipelines.report import ReportEntry, write_report
 
@@ -92,28 +93,6 @@ class EvaluationItem:
     generated: Path
     driving: Path | None = None
     source: Path | None = None
-
-
-@dataclass
-class EvaluateOptions:
-    """Everything ``dagan evaluate`` takes."""
-
-    generated: Path
-    out: Path
-    driving: Path | None = None
-    source: Path | None = None
-    metrics: tuple[str, ...] = ALL_METRICS
-    max_samples: int | None = None
-    save_visuals: bool = False
-    syncnet_weights: Path | None = None
-    lpips_weights: Path | None = None
-    arcface_weights: Path | None = None
-    fid_weights: Path | None = None
-    #: A dagan train-landmarks network: AKD on synthetic heads uses it (and the ground truth) instead of dlib.
-    landmark_weights: Path | None = None
-    device: str = "auto"
-    batch_size: int = 20
-    quiet: bool = False
 
 
 def pair_items(generated: Path, driving: Path | None = None, source: Path | None = None) -> list[EvaluationItem]:

@@ -13,20 +13,17 @@ import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
-from dagan.config import InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.image import IMAGE_SUFFIXES, read_image, write_png
 from dagan.io.video import Mp4Writer, iter_frames, media_files_by_stem, probe_video
+from dagan.options import GenerateOptions
 from dagan.pipelines.animate import Animator, default_batch_size
 from dagan.pipelines.distributed import setup_distributed
-
-Mode = Literal["self", "cross"]
 
 
 @dataclass
@@ -37,24 +34,6 @@ class GeneratePair:
     source: Path
     driving: Path
     source_frame: int = 0
-
-
-@dataclass
-class GenerateOptions:
-    """Everything ``dagan generate`` takes."""
-
-    checkpoint: Path
-    out: Path
-    depth_weights: Path | None = None
-    source_dir: Path | None = None
-    driving_dir: Path | None = None
-    pairs_csv: Path | None = None
-    root: Path | None = None
-    mode: Mode = "cross"
-    batch_size: int | None = None
-    device: str = "auto"
-    inference: InferenceConfig | None = None
-    quiet: bool = False
 
 
 def pairs_from_folders(source_dir: Path, driving_dir: Path) -> list[GeneratePair]:

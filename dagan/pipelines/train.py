@@ -31,6 +31,7 @@ from dagan.io.checkpoint import (
 )
 from dagan.nn import KeypointDetector, MultiScaleDiscriminator
 from dagan.nn.vgg import VGG19Features
+from dagan.options import TrainOptions
 from dagan.pipelines.distributed import unwrap
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
@@ -39,31 +40,6 @@ from dagan.pipelines.training_loop import TrainingLoop
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
 VGG19_HUB_FILE = "vgg19-dcbb9e9d.pth"
-
-
-@dataclass
-class TrainOptions:
-    """Everything ``dagan train`` takes."""
-
-    data: Path
-    out: Path
-    config: Path | None = None
-    resume: bool = False
-    max_steps: int | None = None
-    depth_weights: Path | None = None
-    vgg_weights: Path | None = None
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 10
-    visualize_every: int = 200
-    validate_every: int = 200
-    validation_pairs: int = 16
-    workers: int = 2
-    cache_clips: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    compile: bool = False
-    quiet: bool = False
 
 
 @dataclass
