@@ -106,6 +106,20 @@ def _intrinsics(text: str) -> tuple[float, float, float, float]:
     return values
 
 
+def _fraction(text: str) -> float:
+    value = _finite_float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _whole_number(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {value}")
+    return value
+
+
 def _even_size(text: str) -> int:
     value = _whole_number(text)
     if value < 16 or value % 2:
@@ -124,11 +138,6 @@ def _depth_size(text: str) -> int:
     return value
 
 
-def _path(value: str | None) -> Path | None:
-    """An optional path option as a Path (None when not given)."""
-    return Path(value) if value else None
-
-
 def _names(text: str) -> tuple[str, ...]:
     """A comma-separated list of names."""
     return tuple(name.strip() for name in text.split(",") if name.strip())
@@ -144,7 +153,10 @@ _VALUE_PARSERS: dict[str, Callable[[str], object]] = {
     "non_negative_float": _non_negative_float,
     "intrinsics": _intrinsics,
     "depth_size": _depth_size,
+    "even_size": _even_size,
+    "fraction": _fraction,
     "names": _names,
+    "port": _port,
 }
 
 
@@ -222,6 +234,11 @@ def _add_options(parser: argparse.ArgumentParser, options: type, only: Sequence[
         )
 
 
+def _arguments(options: object) -> dict[str, object]:
+    """The fields of an options dataclass as keyword arguments (of the job function they mirror)."""
+    return {spec.name: getattr(options, spec.name) for spec in dataclasses.fields(options)}
+
+
 def _options(options: type, args: argparse.Namespace, **given: object) -> object:
     """The dataclass ``options`` from the flags that were given (and ``given``); its defaults fill the rest."""
     import typing
@@ -238,17 +255,6 @@ def _options(options: type, args: argparse.Namespace, **given: object) -> object
             value = tuple(map(Path, value)) if isinstance(value, list) else Path(value)
         given[spec.name] = value
     return options(**given)
-
-
-def _add_device(p: argparse.ArgumentParser) -> None:
-    from dagan.config import DEVICES
-
-    p.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="auto",
-        help="where the networks run (auto: CUDA, then Apple MPS, then CPU)",
-    )
 
 
 def _add_max_pixels(p: argparse.ArgumentParser) -> None:
@@ -340,98 +346,60 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from dagan.data.synth import write_dataset
+    from dagan.options import SynthOptions
 
-    report = write_dataset(
-        args.out,
-        identities=args.identities,
-        clips_per_identity=args.clips_per_identity,
-        frames=args.frames,
-        size=args.size,
-        seed=args.seed,
-        frame_format=args.format,
-        still_head=args.still_head,
-        quiet=args.quiet,
-    )
+    options = _options(SynthOptions, args)
+    report = write_dataset(**_arguments(options))
     print(
-        f"wrote {report.clips} clips ({report.frames} frames) to {args.out} in {report.seconds:.1f} s "
+        f"wrote {report.clips} clips ({report.frames} frames) to {options.out} in {report.seconds:.1f} s "
         f"({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
     )
     return 0
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import SynthOptions
+
     p = sub.add_parser(
         "synth",
         help="render synthetic talking heads with ground-truth depth, landmarks and pose",
         description="Render a VoxCeleb-style train/ + test/ dataset of synthetic talking heads.",
     )
-    p.add_argument(
-        "--out",
-        "--output",
-        dest="out",
-        required=True,
-        metavar="DIR",
-        help="dataset folder: train/ and test/ clips, with ground truth",
-    )
-    p.add_argument(
-        "--identities",
-        type=_positive_int,
-        default=10,
-        metavar="N",
-        help="synthetic people (a fifth, at least one, held out for test/ when there are two or more)",
-    )
-    p.add_argument("--clips-per-identity", type=_positive_int, default=2, metavar="K", help="clips per person")
-    p.add_argument("--frames", type=_positive_int, default=64, metavar="F", help="frames per clip")
-    p.add_argument("--size", type=_even_size, default=256, metavar="S", help="even, at least 16")
-    p.add_argument(
-        "--seed",
-        type=_non_negative_int,
-        default=0,
-        metavar="X",
-        help="random seed: the same seed renders the same dataset",
-    )
-    p.add_argument("--format", choices=("mp4", "png"), default="mp4", help="clips as mp4 files or PNG folders")
-    p.add_argument(
-        "--still-head",
-        action="store_true",
-        help="each clip keeps one head pose; only the camera moves (and the mouth and eyes): a static scene "
-        "for self-supervised depth (docs/depth.md)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, SynthOptions)
     p.set_defaults(handler=_cmd_synth)
 
 
 def _cmd_train_landmarks(args: argparse.Namespace) -> int:
+    from dagan.options import LandmarkTrainOptions
     from dagan.pipelines.landmarks import train_landmarks
 
-    result = train_landmarks(args.data, args.out, args.size, args.steps, seed=args.seed, quiet=args.quiet)
+    options = _options(LandmarkTrainOptions, args)
+    result = train_landmarks(**_arguments(options))
     print(
-        f"wrote {args.out} in {result.seconds:.0f} s; mean absolute landmark error on the test identities "
-        f"{result.test_error:.2f} px at {args.size}x{args.size}"
+        f"wrote {options.out} in {result.seconds:.0f} s; mean absolute landmark error on the test identities "
+        f"{result.test_error:.2f} px at {options.size}x{options.size}"
     )
     return 0
 
 
 def _add_train_landmarks(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import LandmarkTrainOptions
+
     p = sub.add_parser(
         "train-landmarks",
         help="train the synthetic-head landmark network that AKD uses on dagan synth evaluation sets",
         description="Train a small landmark regressor on a dagan synth dataset's ground truth (dlib does not "
         "find synthetic heads reliably); dagan evaluate --landmark-weights uses it for AKD.",
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="a dagan synth dataset")
-    p.add_argument("--out", "--output", dest="out", required=True, metavar="FILE.pth", help="where the weights go")
-    p.add_argument("--size", type=_even_size, default=64, metavar="S", help="frame size (default 64)")
-    p.add_argument("--steps", type=_positive_int, default=1500, metavar="N", help="training steps")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, LandmarkTrainOptions)
     p.set_defaults(handler=_cmd_train_landmarks)
 
 
 def _cmd_synth_eval(args: argparse.Namespace) -> int:
     from dagan.data.synth_eval import write_eval_set
+    from dagan.options import SynthEvalOptions
 
-    report = write_eval_set(args.data, args.out, args.size, quiet=args.quiet)
+    report = write_eval_set(**_arguments(_options(SynthEvalOptions, args)))
     print(
         f"wrote {report.self_pairs} self-reenactment and {report.cross_pairs} cross-identity pairs "
         f"({report.frames} frames each) and the demo inputs to {report.out}"
@@ -440,6 +408,8 @@ def _cmd_synth_eval(args: argparse.Namespace) -> int:
 
 
 def _add_synth_eval(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import SynthEvalOptions
+
     p = sub.add_parser(
         "synth-eval",
         help="render evaluation pairs with ground truth from a dagan synth dataset's test identities",
@@ -447,17 +417,7 @@ def _add_synth_eval(sub: argparse._SubParsersAction) -> None:
         "ground-truth video and landmarks of each (the cross-identity truth is the source identity rendered "
         "with the driver's motion), in the layout dagan evaluate --eval-set reads.",
     )
-    p.add_argument("--data", required=True, metavar="DIR", help="a dagan synth dataset (its synth.json)")
-    p.add_argument(
-        "--out",
-        "--output",
-        dest="out",
-        required=True,
-        metavar="DIR",
-        help="folder for the pairs, their ground truth and the demo inputs",
-    )
-    p.add_argument("--size", type=_even_size, default=None, metavar="S", help="frame size (default: the dataset's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, SynthEvalOptions)
     p.set_defaults(handler=_cmd_synth_eval)
 
 
@@ -534,42 +494,20 @@ def _add_train_depth(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_train_depth)
 
 
-def _fraction(text: str) -> float:
-    value = _finite_float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1, got {text!r}")
-    return value
-
-
-def _crop_flags(args: argparse.Namespace) -> dict[str, object]:
-    """The ``CropConfig`` fields that ``dagan crop`` and ``animate --crop`` share."""
-    return {"detect_every": args.detect_every, "detect_size": args.detect_size}
-
-
-def _add_crop_detection_flags(p: argparse.ArgumentParser) -> None:
-    from dagan.options import AnimateOptions
-
-    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"))
-
-
 def _cmd_crop(args: argparse.Namespace) -> int:
+    from dagan.options import CropOptions
     from dagan.pipelines.crop import crop_config, crop_files
 
-    config = crop_config(
-        size=args.size,
-        increase=args.increase,
-        iou=args.iou,
-        min_frames=args.min_frames,
-        format=args.format,
-        **_crop_flags(args),
-    )
-    report = crop_files(args.input, args.out, config, quiet=args.quiet)
+    options = _options(CropOptions, args)
+    framing = {name: value for name, value in _arguments(options).items() if name not in ("input", "out", "quiet")}
+    config = crop_config(**framing, detect_every=args.detect_every, detect_size=args.detect_size)
+    report = crop_files(options.input, options.out, config, quiet=options.quiet)
     print(f"{report.summary()}; see {report.tracks} and {report.preview}")
     return 0
 
 
 def _add_crop(sub: argparse._SubParsersAction) -> None:
-    from dagan.config import CropConfig
+    from dagan.options import AnimateOptions, CropOptions
 
     p = sub.add_parser(
         "crop",
@@ -579,75 +517,32 @@ def _add_crop(sub: argparse._SubParsersAction) -> None:
         "each scene cut, when the face is lost or leaves its clip's box. Writes OUT/<stem>_<index>.mp4 (with "
         "the clip's audio) or frame folders, OUT/<stem>_<face>.png for images, OUT/tracks.csv and OUT/preview.jpg.",
     )
-    p.add_argument("--input", required=True, metavar="VIDEO|IMAGE|DIR", help="a video, a photo, or a folder of them")
-    p.add_argument("--out", "--output", dest="out", required=True, metavar="DIR", help="output folder (new or empty)")
-    p.add_argument("--size", type=_even_size, default=CropConfig.size, help="side of the crops in pixels")
-    p.add_argument(
-        "--increase",
-        type=_non_negative_float,
-        default=CropConfig.increase,
-        metavar="X",
-        help="margin added on each side of the VoxCeleb framing, as a fraction of the box (default 0)",
-    )
-    p.add_argument(
-        "--iou",
-        type=_fraction,
-        default=CropConfig.iou,
-        help="a clip ends when its face's box overlaps the clip's first box by less than this",
-    )
-    p.add_argument(
-        "--min-frames",
-        type=_positive_int,
-        default=CropConfig.min_frames,
-        metavar="N",
-        help="skip clips shorter than N frames",
-    )
-    p.add_argument(
-        "--format", choices=("mp4", "png"), default=CropConfig.format, help="clips as videos or frame folders"
-    )
-    _add_crop_detection_flags(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, CropOptions)
+    # The detection flags are animate --crop's own: one definition for both commands.
+    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"))
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_crop)
 
 
 def _cmd_depth(args: argparse.Namespace) -> int:
+    from dagan.options import DepthOptions
     from dagan.pipelines.depth import depth_files
 
-    report = depth_files(
-        args.weights,
-        args.input,
-        args.out,
-        raw=args.raw,
-        ply=args.ply,
-        focal=args.focal,
-        size=args.size,
-        batch_size=args.batch_size,
-        device=args.device,
-        quiet=args.quiet,
-    )
-    print(f"depth of {report.frames} frames written to {args.out}")
+    options = _options(DepthOptions, args)
+    report = depth_files(**_arguments(options))
+    print(f"depth of {report.frames} frames written to {options.out}")
     return 0
 
 
 def _add_depth(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import DepthOptions
+
     p = sub.add_parser(
         "depth",
         help="face depth of an image, a video or a folder: pictures, raw maps, point clouds",
         description="Run the face-depth network: colour-mapped disparity, raw depth and optional point clouds.",
     )
-    p.add_argument("--weights", required=True, metavar="DIR", help="folder with encoder.pth and depth.pth")
-    p.add_argument("--input", required=True, metavar="IMAGE|VIDEO|DIR", help="an image, a video or a folder of frames")
-    p.add_argument("--out", "--output", dest="out", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--raw", choices=("npy", "png16", "none"), default="npy", help="raw depth format")
-    p.add_argument("--ply", action="store_true", help="also write a coloured point cloud per frame")
-    p.add_argument(
-        "--focal", type=_positive_float, default=None, help="focal length in image widths (default: learned)"
-    )
-    p.add_argument("--size", type=_depth_size, default=256, help="the network's input size")
-    p.add_argument("--batch-size", type=_batch_size, default=8, help="frames per network batch")
-    _add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, DepthOptions)
     _add_max_pixels(p)
     p.set_defaults(handler=_cmd_depth)
 
@@ -671,32 +566,29 @@ def _add_animate(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from dagan.io.atomic import check_outputs
+    from dagan.options import ExportOnnxOptions
     from dagan.pipelines.networks import load_animation_networks
     from dagan.pipelines.onnx_backend import export_onnx
 
-    inputs = {"--checkpoint": args.checkpoint, "--depth-weights": args.depth_weights}
-    check_outputs({"--out": args.out}, inputs, ["--out"])
-    networks = load_animation_networks(args.checkpoint, args.depth_weights)
-    written = export_onnx(networks, args.out, args.size or networks.frame_size)
-    print(f"wrote {', '.join(path.name for path in written)} to {args.out}")
+    options = _options(ExportOnnxOptions, args)
+    inputs = {"--checkpoint": options.checkpoint, "--depth-weights": options.depth_weights}
+    check_outputs({"--out": options.out}, inputs, ["--out"])
+    networks = load_animation_networks(options.checkpoint, options.depth_weights)
+    written = export_onnx(networks, options.out, options.size or networks.frame_size)
+    print(f"wrote {', '.join(path.name for path in written)} to {options.out}")
     return 0
 
 
 def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import ExportOnnxOptions
+
     p = sub.add_parser(
         "export-onnx",
         help="export the depth, keypoint and generator networks to ONNX",
         description="Export the animation networks (fused, fp32, dynamic batch) to ONNX graphs for onnxruntime; "
         "run them with 'dagan animate --backend onnxruntime --checkpoint OUT_DIR'.",
     )
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="DaGAN .pth.tar or .safetensors checkpoint")
-    p.add_argument("--depth-weights", metavar="DIR", default=None, help="face-depth weights folder or .safetensors")
-    p.add_argument(
-        "--out", "--output", dest="out", required=True, metavar="DIR", help="folder for the .onnx files and onnx.json"
-    )
-    p.add_argument(
-        "--size", type=_depth_size, default=None, metavar="S", help="frame size the graphs take (default: the model's)"
-    )
+    _add_options(p, ExportOnnxOptions)
     p.set_defaults(handler=_cmd_export_onnx)
 
 
@@ -785,9 +677,10 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from dagan.options import DemoOptions
     from dagan.pipelines.demo import run_demo
 
-    demo = run_demo(args.output, args.device, args.quiet)
+    demo = run_demo(**_arguments(_options(DemoOptions, args)))
     print(f"wrote {demo.report.frames} frames ({demo.report.seconds:.1f} s):")
     for label, path in (("result", demo.result), ("side by side", demo.side_by_side), ("depth", demo.depth)):
         print(f"  {label:<13}{path}")
@@ -795,22 +688,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from dagan.options import DemoOptions
+
     p = sub.add_parser(
         "demo",
         help="animate the bundled portrait with the bundled model (no downloads)",
         description="Animate a bundled synthetic portrait with a bundled driving clip, using the small model "
         "that ships with dagan (trained on synthetic heads: docs/model-card.md).",
     )
-    p.add_argument(
-        "--output",
-        "--out",
-        dest="output",
-        default="dagan-demo",
-        metavar="DIR",
-        help="folder for the videos (default: dagan-demo)",
-    )
-    _add_device(p)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_options(p, DemoOptions)
     p.set_defaults(handler=_cmd_demo)
 
 

@@ -38,12 +38,17 @@ def _quiet() -> bool:
     return option(False, _QUIET_HELP)
 
 
+def _output_folder(help: str, metavar: str) -> Path:  # noqa: A002
+    # Every command that writes a folder takes --out and --output alike.
+    return option(help=help, metavar=metavar, names=("--out", "--output"))
+
+
 @dataclass
 class TrainOptions:
     """Everything ``dagan train`` takes."""
 
     data: Path = option(help="folder with train/ and test/", metavar="DIR")
-    out: Path = option(help="run folder: checkpoint, log, visuals", metavar="RUN_DIR", names=("--out", "--output"))
+    out: Path = _output_folder("run folder: checkpoint, log, visuals", "RUN_DIR")
     config: Path | None = option(None, "original DaGAN YAML or dagan's own schema", metavar="CFG", required=True)
     resume: bool = option(False, "continue RUN_DIR/checkpoint.pth.tar exactly")
     max_steps: int | None = option(
@@ -77,9 +82,7 @@ class DepthTrainOptions:
     """Everything ``dagan train-depth`` takes."""
 
     data: Path = option(help="folder with train/ and test/ clips", metavar="DIR")
-    out: Path = option(
-        help="run folder: encoder.pth, depth.pth, log, visuals", metavar="RUN_DIR", names=("--out", "--output")
-    )
+    out: Path = _output_folder("run folder: encoder.pth, depth.pth, log, visuals", "RUN_DIR")
     layers: int = option(18, "ResNet depth of the encoder", parse="whole_number", choices=(18, 50))
     size: int = option(256, "training frame size", parse="depth_size")
     resume: bool = option(False, "continue RUN_DIR exactly where it stopped")
@@ -140,7 +143,7 @@ class GenerateOptions:
     """Everything ``dagan generate`` takes."""
 
     checkpoint: Path = option(help="DaGAN .pth.tar or .safetensors checkpoint", metavar="CKPT")
-    out: Path = option(help="folder for the generated videos and images", metavar="DIR", names=("--out", "--output"))
+    out: Path = _output_folder("folder for the generated videos and images", "DIR")
     depth_weights: Path | None = option(None, "face-depth weights folder or .safetensors", metavar="DIR")
     source_dir: Path | None = option(None, "source images (or videos) named like the drivers", metavar="S")
     driving_dir: Path | None = option(None, "driving images or videos", metavar="D")
@@ -166,9 +169,7 @@ class EvaluateOptions:
     """Everything ``dagan evaluate`` takes."""
 
     generated: Path = option(help="folder of generated images or videos", metavar="G")
-    out: Path = option(
-        help="folder for metrics.json, metrics.txt and plots", metavar="REPORT_DIR", names=("--out", "--output")
-    )
+    out: Path = _output_folder("folder for metrics.json, metrics.txt and plots", "REPORT_DIR")
     driving: Path | None = option(None, "folder of driving (ground-truth) files, same names", metavar="D")
     source: Path | None = option(None, "folder of source files, same names", metavar="S")
     metrics: tuple[str, ...] = option(ALL_METRICS, "comma-separated", parse="names")
@@ -334,3 +335,112 @@ class AnimateOptions:
         """The keyword arguments of ``animate_files``: the fields after its five positional ones, before ``crop``."""
         names = [f.name for f in fields(self)]
         return {name: getattr(self, name) for name in names[5 : names.index("crop")]}
+
+
+@dataclass
+class SynthOptions:
+    """Everything ``dagan synth`` takes (``data.synth.write_dataset``'s arguments)."""
+
+    out: Path = _output_folder("dataset folder: train/ and test/ clips, with ground truth", "DIR")
+    identities: int = option(
+        10,
+        "synthetic people (a fifth, at least one, held out for test/ when there are two or more)",
+        metavar="N",
+        parse="positive_int",
+    )
+    clips_per_identity: int = option(2, "clips per person", metavar="K", parse="positive_int")
+    frames: int = option(64, "frames per clip", metavar="F", parse="positive_int")
+    size: int = option(256, "even, at least 16", metavar="S", parse="even_size")
+    seed: int = option(0, "random seed: the same seed renders the same dataset", metavar="X", parse="non_negative_int")
+    frame_format: str = option("mp4", "clips as mp4 files or PNG folders", choices=("mp4", "png"), names=("--format",))
+    still_head: bool = option(
+        False,
+        "each clip keeps one head pose; only the camera moves (and the mouth and eyes): a static scene "
+        "for self-supervised depth (docs/depth.md)",
+    )
+    quiet: bool = _quiet()
+
+
+@dataclass
+class SynthEvalOptions:
+    """Everything ``dagan synth-eval`` takes (``data.synth_eval.write_eval_set``'s arguments)."""
+
+    data: Path = option(help="a dagan synth dataset (its synth.json)", metavar="DIR")
+    out: Path = _output_folder("folder for the pairs, their ground truth and the demo inputs", "DIR")
+    size: int | None = option(None, "frame size", metavar="S", parse="even_size", default_text="the dataset's")
+    quiet: bool = _quiet()
+
+
+@dataclass
+class LandmarkTrainOptions:
+    """Everything ``dagan train-landmarks`` takes (``pipelines.landmarks.train_landmarks``'s arguments)."""
+
+    data: Path = option(help="a dagan synth dataset", metavar="DIR")
+    out: Path = option(help="where the weights go", metavar="FILE.pth", names=("--out", "--output"))
+    size: int = option(64, "frame size", metavar="S", parse="even_size")
+    steps: int = option(1500, "training steps", metavar="N", parse="positive_int")
+    seed: int = option(0, "random seed", parse="non_negative_int")
+    quiet: bool = _quiet()
+
+
+@dataclass
+class CropOptions:
+    """Everything ``dagan crop`` takes; the framing and tracking defaults are ``CropConfig``'s."""
+
+    input: Path = option(help="a video, a photo, or a folder of them", metavar="VIDEO|IMAGE|DIR")
+    out: Path = _output_folder("output folder (new or empty)", "DIR")
+    size: int = option(CropConfig.size, "side of the crops in pixels", parse="even_size")
+    increase: float = option(
+        CropConfig.increase,
+        "margin added on each side of the VoxCeleb framing, as a fraction of the box",
+        metavar="X",
+        parse="non_negative_float",
+    )
+    iou: float = option(
+        CropConfig.iou,
+        "a clip ends when its face's box overlaps the clip's first box by less than this",
+        parse="fraction",
+    )
+    min_frames: int = option(
+        CropConfig.min_frames, "skip clips shorter than N frames", metavar="N", parse="positive_int"
+    )
+    format: str = option(CropConfig.format, "clips as videos or frame folders", choices=("mp4", "png"))
+    quiet: bool = _quiet()
+
+
+@dataclass
+class DepthOptions:
+    """Everything ``dagan depth`` takes (``pipelines.depth.depth_files``'s arguments)."""
+
+    weights: Path = option(help="folder with encoder.pth and depth.pth", metavar="DIR")
+    source: Path = option(help="an image, a video or a folder of frames", metavar="IMAGE|VIDEO|DIR", names=("--input",))
+    out: Path = _output_folder("output folder", "OUT")
+    raw: str = option("npy", "raw depth format", choices=("npy", "png16", "none"))
+    ply: bool = option(False, "also write a coloured point cloud per frame")
+    focal: float | None = option(None, "focal length in image widths", parse="positive_float", default_text="learned")
+    size: int = option(256, "the network's input size", parse="depth_size")
+    batch_size: int = option(8, "frames per network batch", parse="batch_size")
+    device: str = _device()
+    quiet: bool = _quiet()
+
+
+@dataclass
+class ExportOnnxOptions:
+    """Everything ``dagan export-onnx`` takes."""
+
+    checkpoint: Path = option(help="DaGAN .pth.tar or .safetensors checkpoint", metavar="CKPT")
+    out: Path = _output_folder("folder for the .onnx files and onnx.json", "DIR")
+    depth_weights: Path | None = option(None, "face-depth weights folder or .safetensors", metavar="DIR")
+    size: int | None = option(
+        None, "frame size the graphs take", metavar="S", parse="depth_size", default_text="the model's"
+    )
+
+
+@dataclass
+class DemoOptions:
+    """Everything ``dagan demo`` takes (``pipelines.demo.run_demo``'s arguments)."""
+
+    output_dir: Path = option(Path("dagan-demo"), "folder for the videos", metavar="DIR", names=("--output", "--out"))
+    device: str = _device()
+    quiet: bool = _quiet()
+

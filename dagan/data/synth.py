@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dagan.options import SynthOptions
+
 #: Landmarks, in skull-local unit-sphere directions (x right, y up, z towards the camera is -z).
 LANDMARK_NAMES = (
     "right_eye_outer", "right_eye_inner", "left_eye_inner", "left_eye_outer",
@@ -400,15 +402,15 @@ def clip_name(identity: int, clip: int) -> str:
 
 def write_dataset(
     out: str | Path,
-    identities: int = 10,
-    clips_per_identity: int = 2,
-    frames: int = 64,
-    size: int = 256,
-    seed: int = 0,
+    identities: int = SynthOptions.identities,
+    clips_per_identity: int = SynthOptions.clips_per_identity,
+    frames: int = SynthOptions.frames,
+    size: int = SynthOptions.size,
+    seed: int = SynthOptions.seed,
     test_fraction: float = 0.2,
-    frame_format: str = "mp4",
-    still_head: bool = False,
-    quiet: bool = False,
+    frame_format: str = SynthOptions.frame_format,
+    still_head: bool = SynthOptions.still_head,
+    quiet: bool = SynthOptions.quiet,
 ) -> SynthReport:
     """Render a ``train/`` + ``test/`` dataset with disjoint identities, plus ground truth per clip.
 

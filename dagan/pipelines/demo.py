@@ -8,6 +8,7 @@ from pathlib import Path
 from dagan.assets import DEMO_DRIVING, DEMO_MODEL, DEMO_SOURCE, bundled
 from dagan.errors import DaganError
 from dagan.io.atomic import check_writable_directory, removed_if_failed_empty
+from dagan.options import DemoOptions
 from dagan.pipelines.animate import AnimateReport, animate_files
 
 #: Said once whenever the bundled model stands in for weights the user did not give.
@@ -27,7 +28,9 @@ class DemoOutputs:
     report: AnimateReport
 
 
-def run_demo(output_dir: str | Path = "dagan-demo", device: str = "auto", quiet: bool = False) -> DemoOutputs:
+def run_demo(
+    output_dir: str | Path = DemoOptions.output_dir, device: str = DemoOptions.device, quiet: bool = DemoOptions.quiet
+) -> DemoOutputs:
     """Animate the bundled source with the bundled driving clip into ``output_dir``."""
     out = Path(output_dir)
     if out.exists() and not out.is_dir():

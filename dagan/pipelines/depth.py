@@ -20,6 +20,7 @@ from dagan.io.atomic import atomic_output, check_outputs, check_writable_directo
 from dagan.io.colormap import colorize_disparity
 from dagan.io.image import IMAGE_SUFFIXES, list_frame_files, read_image, resize_frame, write_png
 from dagan.io.video import Mp4Writer, VideoInfo, iter_frames, probe_video
+from dagan.options import DepthOptions
 from dagan.pipelines.distributed import select_device
 from dagan.pipelines.networks import load_trained_depth
 
@@ -112,13 +113,13 @@ def depth_files(
     source: str | Path,
     out: str | Path,
     *,
-    raw: str = "npy",
-    ply: bool = False,
-    focal: float | None = None,
-    size: int = 256,
-    batch_size: int = 8,
-    device: str = "auto",
-    quiet: bool = False,
+    raw: str = DepthOptions.raw,
+    ply: bool = DepthOptions.ply,
+    focal: float | None = DepthOptions.focal,
+    size: int = DepthOptions.size,
+    batch_size: int = DepthOptions.batch_size,
+    device: str = DepthOptions.device,
+    quiet: bool = DepthOptions.quiet,
 ) -> DepthReport:
     """Disparity pictures (PNG per image, or an MP4 for a video), raw depth, and optional point clouds.
 

@@ -188,6 +188,18 @@ class MetricFamily:
         """The entries of every metric this family was asked for."""
         return self.entries
 
+    def _runnable(self, options: EvaluateOptions, names: list[str], table: dict[str, tuple]) -> list[str]:
+        """Those of ``names`` whose inputs were given; each other one gets an entry saying what it needs."""
+        runnable = []
+        for name in names:
+            role, protocol = table[name]
+            reason = _needs(options, role)
+            if reason:
+                self.entries[name] = ReportEntry.missing(protocol, reason)
+            else:
+                runnable.append(name)
+        return runnable
+
 
 def _needs(options: EvaluateOptions, role: str | None) -> str | None:
     """Why a metric comparing with ``role`` ("driving", "source" or None) cannot run, if it cannot."""
@@ -203,14 +215,7 @@ class FrameMetrics(MetricFamily):
         super().__init__()
         # ssim_gaussian is asked for with ssim: the two conventions are reported side by side.
         wanted = [m for m in FRAME_METRICS if (m if m != "ssim_gaussian" else "ssim") in options.metrics]
-        self.running = []
-        for name in wanted:
-            role, protocol = FRAME_METRICS[name]
-            reason = _needs(options, role)
-            if reason:
-                self.entries[name] = ReportEntry.missing(protocol, reason)
-            else:
-                self.running.append(name)
+        self.running = self._runnable(options, wanted, FRAME_METRICS)
         self.scores: dict[str, dict[str, list[float]]] = {name: {} for name in self.running}
 
     def add(self, frame: ScoredFrame) -> None:
@@ -394,14 +399,7 @@ class FaceMetrics(MetricFamily):
 
     def __init__(self, options: EvaluateOptions, names: list[str]):
         super().__init__()
-        self.running = []
-        for name in names:
-            role, protocol = FACE_METRICS[name]
-            reason = _needs(options, role)
-            if reason:
-                self.entries[name] = ReportEntry.missing(protocol, reason)
-            else:
-                self.running.append(name)
+        self.running = self._runnable(options, names, FACE_METRICS)
         self.analyzer = None
         if self.running:
             try:

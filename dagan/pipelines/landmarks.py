@@ -19,6 +19,7 @@ from dagan.io.checkpoint import load_torch_file
 from dagan.io.image import resize_frame, to_uint8
 from dagan.io.video import iter_frames, probe_video
 from dagan.nn.landmark_net import LandmarkNet
+from dagan.options import LandmarkTrainOptions
 
 
 @dataclass
@@ -74,11 +75,11 @@ def landmark_error(network: LandmarkNet, frames: np.ndarray, landmarks: np.ndarr
 def train_landmarks(
     data: str | Path,
     out: str | Path,
-    size: int = 64,
-    steps: int = 1500,
+    size: int = LandmarkTrainOptions.size,
+    steps: int = LandmarkTrainOptions.steps,
     batch_size: int = 32,
-    seed: int = 0,
-    quiet: bool = False,
+    seed: int = LandmarkTrainOptions.seed,
+    quiet: bool = LandmarkTrainOptions.quiet,
 ) -> LandmarkTrainResult:
     """Train on ``data``/train, report the error on ``data``/test, save to ``out`` (a ``.pth``)."""
     started = time.perf_counter()
