@@ -11,15 +11,29 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from dagan import __version__
 from dagan.errors import DaganError, first_line
+from dagan.options import (
+    AnimateOptions,
+    CropOptions,
+    DemoOptions,
+    DepthOptions,
+    DepthTrainOptions,
+    EvaluateOptions,
+    ExportOnnxOptions,
+    GenerateOptions,
+    LandmarkTrainOptions,
+    SynthEvalOptions,
+    SynthOptions,
+    TrainOptions,
+)
 
 if TYPE_CHECKING:
     from dagan.config import Flag
-    from dagan.options import AnimateOptions
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -271,7 +285,6 @@ def _add_max_pixels(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_animate(args: argparse.Namespace) -> int:
-    from dagan.options import AnimateOptions
     from dagan.pipelines.animate import animate_files
     from dagan.pipelines.demo import BUNDLED_MODEL_NOTICE, weights_or_bundled
 
@@ -346,7 +359,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from dagan.data.synth import write_dataset
-    from dagan.options import SynthOptions
 
     options = _options(SynthOptions, args)
     report = write_dataset(**_arguments(options))
@@ -357,20 +369,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_synth(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import SynthOptions
-
-    p = sub.add_parser(
-        "synth",
-        help="render synthetic talking heads with ground-truth depth, landmarks and pose",
-        description="Render a VoxCeleb-style train/ + test/ dataset of synthetic talking heads.",
-    )
-    _add_options(p, SynthOptions)
-    p.set_defaults(handler=_cmd_synth)
-
-
 def _cmd_train_landmarks(args: argparse.Namespace) -> int:
-    from dagan.options import LandmarkTrainOptions
     from dagan.pipelines.landmarks import train_landmarks
 
     options = _options(LandmarkTrainOptions, args)
@@ -382,22 +381,8 @@ def _cmd_train_landmarks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_landmarks(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import LandmarkTrainOptions
-
-    p = sub.add_parser(
-        "train-landmarks",
-        help="train the synthetic-head landmark network that AKD uses on dagan synth evaluation sets",
-        description="Train a small landmark regressor on a dagan synth dataset's ground truth (dlib does not "
-        "find synthetic heads reliably); dagan evaluate --landmark-weights uses it for AKD.",
-    )
-    _add_options(p, LandmarkTrainOptions)
-    p.set_defaults(handler=_cmd_train_landmarks)
-
-
 def _cmd_synth_eval(args: argparse.Namespace) -> int:
     from dagan.data.synth_eval import write_eval_set
-    from dagan.options import SynthEvalOptions
 
     report = write_eval_set(**_arguments(_options(SynthEvalOptions, args)))
     print(
@@ -407,22 +392,7 @@ def _cmd_synth_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_synth_eval(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import SynthEvalOptions
-
-    p = sub.add_parser(
-        "synth-eval",
-        help="render evaluation pairs with ground truth from a dagan synth dataset's test identities",
-        description="Self- and cross-identity pairs of a dagan synth dataset's held-out identities, with the "
-        "ground-truth video and landmarks of each (the cross-identity truth is the source identity rendered "
-        "with the driver's motion), in the layout dagan evaluate --eval-set reads.",
-    )
-    _add_options(p, SynthEvalOptions)
-    p.set_defaults(handler=_cmd_synth_eval)
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dagan.options import TrainOptions
     from dagan.pipelines.train import describe, train
 
     options = _options(TrainOptions, args)
@@ -432,24 +402,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import TrainOptions
-
-    p = sub.add_parser(
-        "train",
-        help="train DaGAN (also under torchrun for several GPUs or nodes)",
-        description="Train DaGAN on train/ + test/ folders of clips. Under torchrun it runs DistributedDataParallel.",
-    )
-    _add_options(p, TrainOptions)
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_train)
-
-
 def _cmd_train_depth(args: argparse.Namespace) -> int:
     import json
 
     from dagan.io.atomic import atomic_output
-    from dagan.options import DepthTrainOptions
     from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
     from dagan.pipelines.depth_train import train_depth
     from dagan.pipelines.networks import load_trained_depth
@@ -476,26 +432,7 @@ def _cmd_train_depth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_depth(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import DepthTrainOptions
-
-    p = sub.add_parser(
-        "train-depth",
-        help="train the face-depth network self-supervised (monodepth2 style) and evaluate it",
-        description="Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
-    )
-    _add_options(p, DepthTrainOptions)
-    p.add_argument(
-        "--eval",
-        action="store_true",
-        help="only evaluate RUN_DIR's weights on test/ against dagan synth ground truth (with baselines)",
-    )
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_train_depth)
-
-
 def _cmd_crop(args: argparse.Namespace) -> int:
-    from dagan.options import CropOptions
     from dagan.pipelines.crop import crop_config, crop_files
 
     options = _options(CropOptions, args)
@@ -506,26 +443,7 @@ def _cmd_crop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_crop(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import AnimateOptions, CropOptions
-
-    p = sub.add_parser(
-        "crop",
-        help="cut real footage into talking-head crops (one fixed box per clip, VoxCeleb framing)",
-        description="Find and follow every face of a video, an image or a folder of them, and cut it into "
-        "square clips framed as the VoxCeleb crops the published checkpoints were trained on: a new clip at "
-        "each scene cut, when the face is lost or leaves its clip's box. Writes OUT/<stem>_<index>.mp4 (with "
-        "the clip's audio) or frame folders, OUT/<stem>_<face>.png for images, OUT/tracks.csv and OUT/preview.jpg.",
-    )
-    _add_options(p, CropOptions)
-    # The detection flags are animate --crop's own: one definition for both commands.
-    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"))
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_crop)
-
-
 def _cmd_depth(args: argparse.Namespace) -> int:
-    from dagan.options import DepthOptions
     from dagan.pipelines.depth import depth_files
 
     options = _options(DepthOptions, args)
@@ -534,39 +452,8 @@ def _cmd_depth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_depth(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import DepthOptions
-
-    p = sub.add_parser(
-        "depth",
-        help="face depth of an image, a video or a folder: pictures, raw maps, point clouds",
-        description="Run the face-depth network: colour-mapped disparity, raw depth and optional point clouds.",
-    )
-    _add_options(p, DepthOptions)
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_depth)
-
-
-def _add_animate(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import AnimateOptions
-
-    p = sub.add_parser(
-        "animate",
-        help="animate a portrait with a driving video",
-        description="Animate a source portrait with a driving video (or a folder of frames).",
-        epilog="Weights are not downloaded: pass the published DaGAN_vox_adv_256.pth.tar or "
-        "SPADE_DaGAN_vox_adv_256.pth.tar and the face-depth folder depth/models/weights_19 (encoder.pth, depth.pth) "
-        "linked from https://github.com/harlanhong/CVPR2022-DaGAN, or train your own with "
-        "'dagan train-depth' and 'dagan train'.",
-    )
-    _add_options(p, AnimateOptions)
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_animate)
-
-
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
     from dagan.io.atomic import check_outputs
-    from dagan.options import ExportOnnxOptions
     from dagan.pipelines.networks import load_animation_networks
     from dagan.pipelines.onnx_backend import export_onnx
 
@@ -579,39 +466,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export_onnx(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import ExportOnnxOptions
-
-    p = sub.add_parser(
-        "export-onnx",
-        help="export the depth, keypoint and generator networks to ONNX",
-        description="Export the animation networks (fused, fp32, dynamic batch) to ONNX graphs for onnxruntime; "
-        "run them with 'dagan animate --backend onnxruntime --checkpoint OUT_DIR'.",
-    )
-    _add_options(p, ExportOnnxOptions)
-    p.set_defaults(handler=_cmd_export_onnx)
-
-
-def _add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert",
-        help="convert checkpoints between .pth.tar / depth folders and .safetensors",
-        description="Convert between the original files (.pth.tar, encoder.pth + depth.pth) and .safetensors.",
-    )
-    p.add_argument("input", help=".pth.tar, depth folder, or .safetensors")
-    p.add_argument("output", help=".safetensors, .pth.tar, or a folder for depth weights")
-    p.add_argument("--depth-weights", metavar="DIR", default=None, help="bundle these depth weights too")
-    p.add_argument("--half", action="store_true", help="store floats as fp16 (safetensors only)")
-    p.add_argument(
-        "--inference-only",
-        action="store_true",
-        help="leave out what animation never runs: the discriminator and the depth encoder's classifier",
-    )
-    p.set_defaults(handler=_cmd_convert)
-
-
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from dagan.options import GenerateOptions
     from dagan.pipelines.generate import generate
 
     if bool(args.pairs_csv) == bool(args.source_dir or args.driving_dir):
@@ -625,21 +480,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_generate(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import GenerateOptions
-
-    p = sub.add_parser(
-        "generate",
-        help="animate many (source, driving) pairs into an evaluation set (resumable, torchrun-sharded)",
-        description="Pairs come from two folders matched by file name, or from source,driving[,frame] CSVs.",
-    )
-    _add_options(p, GenerateOptions)
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_generate)
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from dagan.options import EvaluateOptions
     from dagan.pipelines.evaluate import evaluate, resolve_eval_set
 
     given = {}
@@ -655,29 +496,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import EvaluateOptions
-
-    p = sub.add_parser(
-        "evaluate",
-        help="score generated frames or videos (PSNR, SSIM, L1, NIQE, ...) and write a report",
-        description="Compute each metric as its reference implementation does; metrics that cannot run are "
-        "reported as unavailable with the reason, and the others still run.",
-    )
-    _add_options(p, EvaluateOptions)
-    p.add_argument(
-        "--eval-set",
-        metavar="DIR",
-        default=None,
-        help="the reproduction's layout: --generated names a folder in DIR; *_self pairs with gt_self/source_self, "
-        "other names with gt_cross/source_cross",
-    )
-    _add_max_pixels(p)
-    p.set_defaults(handler=_cmd_evaluate)
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dagan.options import DemoOptions
     from dagan.pipelines.demo import run_demo
 
     demo = run_demo(**_arguments(_options(DemoOptions, args)))
@@ -687,33 +506,173 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    from dagan.options import DemoOptions
-
-    p = sub.add_parser(
-        "demo",
-        help="animate the bundled portrait with the bundled model (no downloads)",
-        description="Animate a bundled synthetic portrait with a bundled driving clip, using the small model "
-        "that ships with dagan (trained on synthetic heads: docs/model-card.md).",
+def _train_depth_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eval",
+        action="store_true",
+        help="only evaluate RUN_DIR's weights on test/ against dagan synth ground truth (with baselines)",
     )
-    _add_options(p, DemoOptions)
-    p.set_defaults(handler=_cmd_demo)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_demo,
-    _add_animate,
-    _add_convert,
-    _add_synth,
-    _add_synth_eval,
-    _add_train_landmarks,
-    _add_train,
-    _add_train_depth,
-    _add_depth,
-    _add_crop,
-    _add_export_onnx,
-    _add_generate,
-    _add_evaluate,
+def _evaluate_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eval-set",
+        metavar="DIR",
+        default=None,
+        help="the reproduction's layout: --generated names a folder in DIR; *_self pairs with gt_self/source_self, "
+        "other names with gt_cross/source_cross",
+    )
+
+
+def _crop_flags(p: argparse.ArgumentParser) -> None:
+    # The detection flags are animate --crop's own: one definition for both commands.
+    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"))
+
+
+def _convert_arguments(p: argparse.ArgumentParser) -> None:
+    # convert alone takes positional paths, so its flags are written here rather than generated.
+    p.add_argument("input", help=".pth.tar, depth folder, or .safetensors")
+    p.add_argument("output", help=".safetensors, .pth.tar, or a folder for depth weights")
+    p.add_argument("--depth-weights", metavar="DIR", default=None, help="bundle these depth weights too")
+    p.add_argument("--half", action="store_true", help="store floats as fp16 (safetensors only)")
+    p.add_argument(
+        "--inference-only",
+        action="store_true",
+        help="leave out what animation never runs: the discriminator and the depth encoder's classifier",
+    )
+
+
+@dataclass(frozen=True)
+class _Command:
+    """One sub-command: its options dataclass (its flags are generated from it), its handler and its help."""
+
+    name: str
+    options: type | None
+    handler: Callable[[argparse.Namespace], int]
+    help: str
+    description: str
+    epilog: str | None = None
+    #: What only a command line has: flags that are not options of the job.
+    extra: Callable[[argparse.ArgumentParser], None] | None = None
+    #: Whether the command reads images or video frames, and so takes --max-pixels.
+    reads_media: bool = True
+
+
+COMMANDS = [
+    _Command(
+        "demo",
+        DemoOptions,
+        _cmd_demo,
+        "animate the bundled portrait with the bundled model (no downloads)",
+        "Animate a bundled synthetic portrait with a bundled driving clip, using the small model that ships with "
+        "dagan (trained on synthetic heads: docs/model-card.md).",
+        reads_media=False,
+    ),
+    _Command(
+        "animate",
+        AnimateOptions,
+        _cmd_animate,
+        "animate a portrait with a driving video",
+        "Animate a source portrait with a driving video (or a folder of frames).",
+        epilog="Weights are not downloaded: pass the published DaGAN_vox_adv_256.pth.tar or "
+        "SPADE_DaGAN_vox_adv_256.pth.tar and the face-depth folder depth/models/weights_19 (encoder.pth, depth.pth) "
+        "linked from https://github.com/harlanhong/CVPR2022-DaGAN, or train your own with "
+        "'dagan train-depth' and 'dagan train'.",
+    ),
+    _Command(
+        "convert",
+        None,
+        _cmd_convert,
+        "convert checkpoints between .pth.tar / depth folders and .safetensors",
+        "Convert between the original files (.pth.tar, encoder.pth + depth.pth) and .safetensors.",
+        extra=_convert_arguments,
+        reads_media=False,
+    ),
+    _Command(
+        "synth",
+        SynthOptions,
+        _cmd_synth,
+        "render synthetic talking heads with ground-truth depth, landmarks and pose",
+        "Render a VoxCeleb-style train/ + test/ dataset of synthetic talking heads.",
+        reads_media=False,
+    ),
+    _Command(
+        "synth-eval",
+        SynthEvalOptions,
+        _cmd_synth_eval,
+        "render evaluation pairs with ground truth from a dagan synth dataset's test identities",
+        "Self- and cross-identity pairs of a dagan synth dataset's held-out identities, with the ground-truth video "
+        "and landmarks of each (the cross-identity truth is the source identity rendered with the driver's motion), "
+        "in the layout dagan evaluate --eval-set reads.",
+        reads_media=False,
+    ),
+    _Command(
+        "train-landmarks",
+        LandmarkTrainOptions,
+        _cmd_train_landmarks,
+        "train the synthetic-head landmark network that AKD uses on dagan synth evaluation sets",
+        "Train a small landmark regressor on a dagan synth dataset's ground truth (dlib does not find synthetic "
+        "heads reliably); dagan evaluate --landmark-weights uses it for AKD.",
+        reads_media=False,
+    ),
+    _Command(
+        "train",
+        TrainOptions,
+        _cmd_train,
+        "train DaGAN (also under torchrun for several GPUs or nodes)",
+        "Train DaGAN on train/ + test/ folders of clips. Under torchrun it runs DistributedDataParallel.",
+    ),
+    _Command(
+        "train-depth",
+        DepthTrainOptions,
+        _cmd_train_depth,
+        "train the face-depth network self-supervised (monodepth2 style) and evaluate it",
+        "Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
+        extra=_train_depth_flags,
+    ),
+    _Command(
+        "depth",
+        DepthOptions,
+        _cmd_depth,
+        "face depth of an image, a video or a folder: pictures, raw maps, point clouds",
+        "Run the face-depth network: colour-mapped disparity, raw depth and optional point clouds.",
+    ),
+    _Command(
+        "crop",
+        CropOptions,
+        _cmd_crop,
+        "cut real footage into talking-head crops (one fixed box per clip, VoxCeleb framing)",
+        "Find and follow every face of a video, an image or a folder of them, and cut it into square clips framed as "
+        "the VoxCeleb crops the published checkpoints were trained on: a new clip at each scene cut, when the face "
+        "is lost or leaves its clip's box. Writes OUT/<stem>_<index>.mp4 (with the clip's audio) or frame folders, "
+        "OUT/<stem>_<face>.png for images, OUT/tracks.csv and OUT/preview.jpg.",
+        extra=_crop_flags,
+    ),
+    _Command(
+        "export-onnx",
+        ExportOnnxOptions,
+        _cmd_export_onnx,
+        "export the depth, keypoint and generator networks to ONNX",
+        "Export the animation networks (fused, fp32, dynamic batch) to ONNX graphs for onnxruntime; run them with "
+        "'dagan animate --backend onnxruntime --checkpoint OUT_DIR'.",
+        reads_media=False,
+    ),
+    _Command(
+        "generate",
+        GenerateOptions,
+        _cmd_generate,
+        "animate many (source, driving) pairs into an evaluation set (resumable, torchrun-sharded)",
+        "Pairs come from two folders matched by file name, or from source,driving[,frame] CSVs.",
+    ),
+    _Command(
+        "evaluate",
+        EvaluateOptions,
+        _cmd_evaluate,
+        "score generated frames or videos (PSNR, SSIM, L1, NIQE, ...) and write a report",
+        "Compute each metric as its reference implementation does; metrics that cannot run are reported as "
+        "unavailable with the reason, and the others still run.",
+        extra=_evaluate_flags,
+    ),
 ]
 
 
@@ -733,8 +692,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dagan {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in COMMANDS:
-        add(sub)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description, epilog=command.epilog)
+        if command.options is not None:
+            _add_options(p, command.options)
+        if command.extra is not None:
+            command.extra(p)
+        if command.reads_media:
+            _add_max_pixels(p)
+        p.set_defaults(handler=command.handler)
     return parser
 
 

@@ -28,6 +28,8 @@ Mode = Literal["self", "cross"]
 _DEVICE_HELP = "where the networks run (auto: CUDA, then Apple MPS, then CPU)"
 _QUIET_HELP = "no progress bar"
 _WORKERS_HELP = "data-loading worker processes"
+_OR_BUNDLED = "without it and --depth-weights, the bundled demo model (synthetic heads)"
+_DEPTH_FOLDER_HELP = "face-depth weights: a folder with encoder.pth and depth.pth (or a .safetensors)"
 
 
 def _device() -> str:
@@ -36,6 +38,14 @@ def _device() -> str:
 
 def _quiet() -> bool:
     return option(False, _QUIET_HELP)
+
+
+def _checkpoint() -> Path:
+    return option(help="DaGAN .pth.tar or .safetensors checkpoint", metavar="CKPT")
+
+
+def _depth_weights() -> Path | None:
+    return option(None, "face-depth weights folder or .safetensors", metavar="DIR")
 
 
 def _output_folder(help: str, metavar: str) -> Path:  # noqa: A002
@@ -142,9 +152,9 @@ class DepthTrainOptions:
 class GenerateOptions:
     """Everything ``dagan generate`` takes."""
 
-    checkpoint: Path = option(help="DaGAN .pth.tar or .safetensors checkpoint", metavar="CKPT")
+    checkpoint: Path = _checkpoint()
     out: Path = _output_folder("folder for the generated videos and images", "DIR")
-    depth_weights: Path | None = option(None, "face-depth weights folder or .safetensors", metavar="DIR")
+    depth_weights: Path | None = _depth_weights()
     source_dir: Path | None = option(None, "source images (or videos) named like the drivers", metavar="S")
     driving_dir: Path | None = option(None, "driving images or videos", metavar="D")
     pairs_csv: Path | None = option(
@@ -210,14 +220,11 @@ class AnimateOptions:
     checkpoint: Path | None = option(
         None,
         "DaGAN .pth.tar or .safetensors checkpoint (or, with --backend onnxruntime, a dagan export-onnx folder); "
-        "without it and --depth-weights, the bundled demo model (synthetic heads)",
+        + _OR_BUNDLED,
         metavar="CKPT",
     )
     depth_weights: Path | None = option(
-        None,
-        "face-depth weights: a folder with encoder.pth and depth.pth (or a .safetensors); "
-        "may be omitted when the checkpoint .safetensors holds them",
-        metavar="DIR",
+        None, _DEPTH_FOLDER_HELP + "; may be omitted when the checkpoint .safetensors holds them", metavar="DIR"
     )
     #: A string: a trailing slash asks for a frame folder.
     output: str | None = option(
@@ -428,9 +435,9 @@ class DepthOptions:
 class ExportOnnxOptions:
     """Everything ``dagan export-onnx`` takes."""
 
-    checkpoint: Path = option(help="DaGAN .pth.tar or .safetensors checkpoint", metavar="CKPT")
+    checkpoint: Path = _checkpoint()
     out: Path = _output_folder("folder for the .onnx files and onnx.json", "DIR")
-    depth_weights: Path | None = option(None, "face-depth weights folder or .safetensors", metavar="DIR")
+    depth_weights: Path | None = _depth_weights()
     size: int | None = option(
         None, "frame size the graphs take", metavar="S", parse="depth_size", default_text="the model's"
     )
@@ -443,4 +450,3 @@ class DemoOptions:
     output_dir: Path = option(Path("dagan-demo"), "folder for the videos", metavar="DIR", names=("--output", "--out"))
     device: str = _device()
     quiet: bool = _quiet()
-
