@@ -19,6 +19,7 @@ from dagan import __version__
 from dagan.errors import DaganError, first_line
 from dagan.options import (
     AnimateOptions,
+    AppOptions,
     CropOptions,
     DemoOptions,
     DepthOptions,
@@ -506,6 +507,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app(args: argparse.Namespace) -> int:
+    from dagan.app import serve
+
+    serve(_options(AppOptions, args))
+    return 0
+
+
 def _train_depth_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--eval",
@@ -672,6 +680,14 @@ COMMANDS = [
         "Compute each metric as its reference implementation does; metrics that cannot run are reported as "
         "unavailable with the reason, and the others still run.",
         extra=_evaluate_flags,
+    ),
+    _Command(
+        "app",
+        AppOptions,
+        _cmd_app,
+        "serve the animation web page (Gradio, offline; needs 'dagan[app]')",
+        "A web page to animate a portrait with a driving video: upload both, click Animate, and get the result, "
+        "the side-by-side panels and the depth video. Loopback only unless --host says otherwise.",
     ),
 ]
 

@@ -450,3 +450,26 @@ class DemoOptions:
     output_dir: Path = option(Path("dagan-demo"), "folder for the videos", metavar="DIR", names=("--output", "--out"))
     device: str = _device()
     quiet: bool = _quiet()
+
+
+@dataclass
+class AppOptions:
+    """Everything ``dagan app`` takes."""
+
+    host: str = option(
+        "127.0.0.1",
+        "address to serve on; 0.0.0.0 (every network interface) must be asked for, and is warned about",
+        metavar="ADDR",
+    )
+    port: int = option(7860, "port to serve on", metavar="PORT", parse="port")
+    checkpoint: Path | None = option(None, f"DaGAN .pth.tar or .safetensors checkpoint; {_OR_BUNDLED}", metavar="CKPT")
+    depth_weights: Path | None = option(None, _DEPTH_FOLDER_HELP, metavar="DIR")
+    max_upload_mb: int = option(50, "largest upload accepted, in megabytes", metavar="MB", parse="positive_int")
+    max_seconds: float = option(60.0, "longest driving video accepted, in seconds", metavar="S", parse="positive_float")
+    concurrency: int = option(
+        1,
+        "animations run at once; the others wait in a queue, with their place shown",
+        metavar="N",
+        parse="positive_int",
+    )
+    device: str = _device()

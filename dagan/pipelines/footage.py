@@ -25,7 +25,7 @@ from tqdm import tqdm
 from dagan.config import CropConfig, InferenceConfig
 from dagan.errors import DaganError
 from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_failed_empty
-from dagan.io.image import read_image, to_float_rgb, to_uint8
+from dagan.io.image import read_image, to_float_rgb, to_uint8, write_png
 from dagan.io.video import Mp4Writer, probe_video
 from dagan.motion import KeypointSmoother
 from dagan.pipelines.animate import (
@@ -37,10 +37,14 @@ from dagan.pipelines.animate import (
     is_still_image,
 )
 from dagan.pipelines.crop import (
+    PREVIEW_TILE,
+    PREVIEW_TILES,
     Clip,
     FaceFinder,
     clips_of,
+    contact_sheet,
     crop_square,
+    draw_boxes,
     find_tracks,
     framing_box,
     iter_crops,
@@ -164,12 +168,14 @@ def animate_footage(
     quiet: bool = False,
     animator: Animator | None = None,
     inference: InferenceConfig | None = None,
+    preview: str | Path | None = None,
 ) -> AnimateReport:
     """The ``dagan animate --crop`` job: a real photo and a real driving video in, an MP4 out.
 
     Without ``paste_back`` the output is the animated face crop, with it the photo at full size.
     A folder ``output`` (ending in /; needed for several faces without ``paste_back``) gets
-    ``<source stem>_<face>.mp4`` per face, or ``<source stem>.mp4`` when pasted back.
+    ``<source stem>_<face>.mp4`` per face, or ``<source stem>.mp4`` when pasted back. A
+    ``preview`` PNG shows the photo's chosen faces boxed, then each driving clip's first crop.
     """
     started = time.perf_counter()
     crop = crop or CropConfig()
@@ -219,6 +225,8 @@ def animate_footage(
     motion.update(smooth=smooth, fps=float(info.fps))
     sources = [crop_square(photo, f.box, animator.size) for f in faces]
 
+    clip_starts: list[np.ndarray] = []
+
     def predictions() -> Iterator[list[np.ndarray]]:
         """Per driving frame, one prediction per face; the last one again where no clip is."""
         latest = sources
@@ -227,6 +235,8 @@ def animate_footage(
             if clip is None:
                 yield latest
                 continue
+            if preview is not None and len(clip_starts) < PREVIEW_TILES:
+                clip_starts.append(to_uint8(first))
             rest = (crop for _, _, crop in itertools.islice(frames, clip.end - frame - 1))
             with contextlib.closing(animator.animate_many(sources, itertools.chain([first], rest), **motion)) as run:
                 for animated in run:
@@ -251,4 +261,13 @@ def animate_footage(
                         writer.write(prediction)
                 count += 1
                 bar.update(1)
+    if preview is not None:
+        write_png(preview, _crop_preview(photo, faces, clip_starts))
     return AnimateReport(count, output, None, time.perf_counter() - started)
+
+
+def _crop_preview(photo: np.ndarray, faces: list[PhotoFace], clip_starts: list[np.ndarray]) -> np.ndarray:
+    """The photo with its animated faces boxed, then the first crop of each driving clip."""
+    boxed = draw_boxes(to_uint8(photo), [(face.box, f"face {face.index}") for face in faces], PREVIEW_TILE)
+    crops = [Image.fromarray(c).resize((PREVIEW_TILE, PREVIEW_TILE), Image.BILINEAR) for c in clip_starts]
+    return np.asarray(contact_sheet([boxed, *crops]))
