@@ -131,3 +131,44 @@ def test_without_the_mfcc_package_lip_sync_is_reported_unavailable(tmp_path, mon
     report = _lip_sync([], EvaluateOptions(generated=tmp_path, out=tmp_path / "r", metrics=("lse_d", "lse_c")))
     assert set(report) == {"lse_d", "lse_c"}
     assert all("pip install 'dagan[eval]'" in entry.unavailable for entry in report.values())
+
+
+@pytest.mark.parametrize("size", [160, 256, 301])
+def test_frames_of_other_sizes_are_resized_as_syncnet_python_resizes_them(size):
+    cv2 = pytest.importorskip("cv2", reason="the reference resize is OpenCV's (pip install 'dagan[eval]')")
+    import torch.nn.functional as F
+
+    from dagan.metrics.lse import resize_like_syncnet
+
+    rng = np.random.default_rng(size)
+    frames = rng.integers(0, 256, (12, size, size, 3), dtype=np.uint8)
+    audio = (rng.normal(0, 3000, 12 * 640)).astype(np.int16)
+    network = randomise_(SyncNet(), torch.Generator().manual_seed(0)).eval()
+    # The reference: every frame through cv2.resize to 224x224 (8-bit), then the 224 path, which
+    # the golden test holds to syncnet_python's own scores.
+    reference = np.stack([cv2.resize(frame, (224, 224)) for frame in frames])
+    assert np.array_equal(resize_like_syncnet(frames), reference)
+    ours = lip_sync_score(network, frames, audio, vshift=3)
+    theirs = lip_sync_score(network, reference, audio, vshift=3)
+    assert np.array_equal(ours.mean_distances, theirs.mean_distances)
+    assert (ours.lse_d, ours.lse_c, ours.offset) == (theirs.lse_d, theirs.lse_c, theirs.offset)
+    # The float resize this replaced gives other frames: the test would see a return to it.
+    floats = F.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=(224, 224), mode="bilinear")
+    assert float((floats - torch.from_numpy(reference).permute(0, 3, 1, 2).float()).abs().max()) >= 0.5
+
+
+def test_without_opencv_frames_that_need_resizing_are_refused_in_one_line(monkeypatch):
+    import builtins
+
+    from dagan.errors import DaganError
+    from dagan.metrics.lse import resize_like_syncnet
+
+    real_import = builtins.__import__
+    monkeypatch.setattr(
+        builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "cv2"
+        else real_import(name, *a, **k)
+    )  # fmt: skip
+    frames = np.zeros((2, 224, 224, 3), np.uint8)
+    assert resize_like_syncnet(frames) is frames  # 224x224 needs no OpenCV
+    with pytest.raises(DaganError, match=r"pip install 'dagan\[eval\]'"):
+        resize_like_syncnet(np.zeros((2, 100, 100, 3), np.uint8))

@@ -1,7 +1,7 @@
 """LSE-D and LSE-C (lip-sync error distance and confidence) as syncnet_python's ``evaluate`` computes them.
 
-Video at 25 fps and 16 kHz mono audio: each 5-frame window (frames resized to 224x224 with
-bilinear, non-antialiased sampling like ``cv2.resize``, fed as BGR on 0-255) and its 20 MFCC
+Video at 25 fps and 16 kHz mono audio: each 5-frame window (frames resized to 224x224 by
+``cv2.resize`` itself, 8-bit in and out as the reference does, fed as BGR on 0-255) and its 20 MFCC
 steps (4 per frame) are embedded by SyncNet; for audio shifts of -15..15 windows the mean
 embedding distance is taken over the video. LSE-D is the smallest mean distance, LSE-C the median
 minus that minimum, and the AV offset is where the minimum lies.
@@ -16,12 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dagan.errors import DaganError
 from dagan.metrics.audio import mfcc
 from dagan.nn.syncnet import SyncNet
 
 FPS, SAMPLE_RATE = 25, 16000
 WINDOW = 5  # video frames per embedding
 MFCC_PER_FRAME = 4
+MISSING_OPENCV = "the lip-sync metrics resize frames with OpenCV, as syncnet_python does: pip install 'dagan[eval]'"
 
 
 @dataclass
@@ -34,11 +36,26 @@ class LipSyncScore:
     mean_distances: np.ndarray  # (2 * vshift + 1,)
 
 
+def resize_like_syncnet(frames_rgb: np.ndarray, size: int = 224) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames at ``size`` x ``size`` exactly as syncnet_python gets them.
+
+    The reference calls ``cv2.resize`` (bilinear, OpenCV's 11-bit fixed-point weights, rounded back
+    to 8 bits) on every frame; a float resize that never rounds differs in LSE by up to 5e-3, so
+    OpenCV itself is called (``pip install 'dagan[eval]'``).
+    """
+    if frames_rgb.shape[1:3] == (size, size):
+        return frames_rgb
+    try:
+        import cv2
+    except ImportError:
+        raise DaganError(MISSING_OPENCV) from None
+    return np.stack([cv2.resize(np.ascontiguousarray(frame), (size, size)) for frame in frames_rgb])
+
+
 def _lip_input(frames_rgb: np.ndarray, size: int = 224) -> torch.Tensor:
     """(T, H, W, 3) uint8 RGB to (1, 3, T, size, size) float BGR on 0-255."""
-    video = torch.from_numpy(np.ascontiguousarray(frames_rgb[..., ::-1])).permute(0, 3, 1, 2).float()
-    if video.shape[-2:] != (size, size):
-        video = F.interpolate(video, size=(size, size), mode="bilinear", align_corners=False)
+    resized = resize_like_syncnet(frames_rgb, size)
+    video = torch.from_numpy(np.ascontiguousarray(resized[..., ::-1])).permute(0, 3, 1, 2).float()
     return video.permute(1, 0, 2, 3).unsqueeze(0)
 
 

@@ -81,7 +81,8 @@ SYNTHETIC_AKD = (
 )
 LSE_PROTOCOL = (
     "syncnet_python evaluate: 25 fps, 16 kHz mono MFCC (python_speech_features), 5-frame windows, vshift 15, "
-    "frames resized to 224x224 and fed BGR; LSE-D = min over shifts of the mean distance, LSE-C = median - min"
+    "frames resized to 224x224 by cv2.resize (8-bit, as the reference) and fed BGR; LSE-D = min over shifts of "
+    "the mean distance, LSE-C = median - min"
 )
 
 
@@ -515,6 +516,8 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
         except ValueError as exc:  # too short for one 5-frame window
             skipped.append(f"{item.name} ({exc})")
             continue
+        except DaganError as exc:  # frames to resize, and no OpenCV to resize them as the reference does
+            return unavailable(str(exc))
         for name in names:
             scores[name][item.name] = score.lse_d if name == "lse_d" else score.lse_c
     if not scores[names[0]]:
