@@ -4,7 +4,7 @@
 # Weights are read from a mounted /weights volume; nothing is downloaded at run time.
 FROM debian:bookworm-slim
 
-# Python from Debian; dlib-bin and PyAV bring their own native libraries as wheels.
+# Python from Debian; dlib-bin, PyAV and OpenCV bring their own native libraries as wheels.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -18,7 +18,7 @@ RUN python3 -m venv /opt/dagan && pip install $TORCH
 
 COPY pyproject.toml README.md /src/
 COPY dagan /src/dagan
-RUN pip install "/src[face,app]" && rm -rf /src
+RUN pip install "/src[face,app,eval]" && rm -rf /src
 
 RUN useradd --create-home --uid 1000 dagan && mkdir -p /weights /out && chown dagan /out
 USER dagan

@@ -18,7 +18,7 @@ from pathlib import Path
 from dagan.errors import DaganError
 from dagan.io.image import IMAGE_SUFFIXES
 from dagan.io.video import VIDEO_SUFFIXES
-from dagan.options import AppOptions
+from dagan.options import AnimateOptions, AppOptions
 
 #: What the page takes as a source portrait.
 SOURCE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -32,13 +32,13 @@ BUNDLED_NOTE = (
 
 @dataclass
 class AppSettings:
-    """The page's options for one animation."""
+    """The page's options for one animation (their defaults are ``dagan animate``'s)."""
 
-    relative: bool = True
-    adapt_scale: bool = True
-    find_best_frame: bool = False
-    crop: bool = False
-    smooth: float = 0.0
+    relative: bool = AnimateOptions.relative
+    adapt_scale: bool = AnimateOptions.adapt_scale
+    find_best_frame: bool = AnimateOptions.find_best_frame
+    crop: bool = AnimateOptions.crop
+    smooth: float = AnimateOptions.smooth
 
 
 @dataclass
@@ -85,10 +85,7 @@ class AnimationService:
                     raise DaganError("the driving input must be a video, not an image")
                 kinds = ", ".join(VIDEO_SUFFIXES)
                 raise DaganError(f"the driving video must be one of {kinds}, not {suffix or 'a file without type'}")
-        from dagan.io.video import probe_video
-
-        info = probe_video(driving)
-        seconds = info.frame_count / float(info.fps) if info.fps else 0.0
+        seconds = _duration(driving)
         if seconds > self.options.max_seconds:
             raise DaganError(
                 f"the driving video lasts {seconds:.1f} s; this server animates at most {self.options.max_seconds:g} s"
@@ -96,6 +93,11 @@ class AnimationService:
 
     def animate(self, source: Path, driving: Path, settings: AppSettings) -> AppResult:
         """Animate one request into a new temporary folder (removed here if anything fails)."""
+        if settings.crop and settings.find_best_frame:
+            raise DaganError(
+                "Find best frame does not work with Crop and paste back: "
+                "each driving clip starts from its own first frame"
+            )
         self.check_inputs(source, driving)
         workdir = Path(tempfile.mkdtemp(prefix="dagan-app-"))
         try:
@@ -124,6 +126,27 @@ class AnimationService:
             **motion,
         )  # fmt: skip
         return AppResult(workdir, result, side_by_side, depth, None, report.frames, report.seconds)
+
+
+def _duration(path: Path) -> float:
+    """A video's length in seconds: from its frame count, else from its container, else by counting frames."""
+    from dagan.io.video import iter_timed_pixels, probe_video
+
+    info = probe_video(path, "driving video")
+    if info.frame_count:
+        return info.frame_count / float(info.fps)
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+    except av.error.FFmpegError:
+        pass  # probe_video read it: counting its frames below says what is wrong, if anything
+    last = 0.0
+    for seconds, _ in iter_timed_pixels(info, max_side=32):  # shrunk: only the timestamps matter
+        last = seconds
+    return last
 
 
 def _gradio():
@@ -207,6 +230,13 @@ def serve(options: AppOptions) -> None:
     service = AnimationService(options)
     page = build_page(service)
     page.queue(default_concurrency_limit=options.concurrency)
+    try:
+        _launch(gr, page, options)
+    except OSError as exc:  # the port is taken, or the host does not resolve
+        raise DaganError(f"cannot serve on {options.host}:{options.port}: {exc}") from None
+
+
+def _launch(gr, page, options: AppOptions) -> None:
     page.launch(
         server_name=options.host,
         server_port=options.port,

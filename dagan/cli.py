@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,8 +154,10 @@ def _depth_size(text: str) -> int:
     return value
 
 
-def _names(text: str) -> tuple[str, ...]:
-    """A comma-separated list of names."""
+def _names(text: str) -> tuple[str, ...] | str:
+    """A comma-separated list of names (a blank text stays text, for ``_parse`` to refuse as empty)."""
+    if not text.strip():
+        return text
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
@@ -177,9 +180,6 @@ _VALUE_PARSERS: dict[str, Callable[[str], object]] = {
 
 def _nested_options(kind: object) -> type | None:
     """The dataclass a field holds (``X`` or ``X | None``), if it holds one."""
-    import dataclasses
-    import typing
-
     candidates = (kind, *typing.get_args(kind))
     return next((c for c in candidates if isinstance(c, type) and dataclasses.is_dataclass(c)), None)
 
@@ -199,16 +199,17 @@ def _has_no_default(spec: dataclasses.Field) -> bool:
     return spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
 
 
-def _add_options(parser: argparse.ArgumentParser, options: type, only: Sequence[str] = ()) -> None:
+def _add_options(
+    parser: argparse.ArgumentParser, options: type, only: Sequence[str] = (), sections: bool = True
+) -> None:
     """A flag for each ``config.option`` field of the dataclass ``options``, in field order.
 
     Every flag's parser default is None, so ``_options`` passes on only what was given and the
-    dataclass's own default holds otherwise; the help text shows that default.
+    dataclass's own default holds otherwise; the help text shows that default. ``sections``
+    False lists every flag in the main section (for flags borrowed from another command).
     """
-    import typing
-
     hints = typing.get_type_hints(options)
-    sections: dict[str, argparse._ArgumentGroup] = {}
+    titled: dict[str, argparse._ArgumentGroup] = {}
     groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
     for spec in dataclasses.fields(options):
         flag: Flag | None = spec.metadata.get("flag")
@@ -219,10 +220,10 @@ def _add_options(parser: argparse.ArgumentParser, options: type, only: Sequence[
             _add_options(parser, nested, flag.only)
             continue
         target = parser
-        if flag.section:
-            if flag.section not in sections:
-                sections[flag.section] = parser.add_argument_group(flag.section)
-            target = sections[flag.section]
+        if flag.section and sections:
+            if flag.section not in titled:
+                titled[flag.section] = parser.add_argument_group(flag.section)
+            target = titled[flag.section]
         if flag.group or flag.negation:
             key = flag.group or spec.name
             if key not in groups:
@@ -241,9 +242,7 @@ def _add_options(parser: argparse.ArgumentParser, options: type, only: Sequence[
             type=_VALUE_PARSERS[flag.parse] if flag.parse else str,
             metavar=flag.metavar,
             choices=flag.choices,
-            required=flag.required
-            or spec.default is dataclasses.MISSING
-            and spec.default_factory is dataclasses.MISSING,
+            required=flag.required or _has_no_default(spec),
             nargs="+" if flag.many else None,
             **common,
         )
@@ -256,8 +255,6 @@ def _arguments(options: object) -> dict[str, object]:
 
 def _options(options: type, args: argparse.Namespace, **given: object) -> object:
     """The dataclass ``options`` from the flags that were given (and ``given``); its defaults fill the rest."""
-    import typing
-
     hints = typing.get_type_hints(options)
     for spec in dataclasses.fields(options):
         if spec.name in given or "flag" not in spec.metadata:
@@ -534,7 +531,7 @@ def _evaluate_flags(p: argparse.ArgumentParser) -> None:
 
 def _crop_flags(p: argparse.ArgumentParser) -> None:
     # The detection flags are animate --crop's own: one definition for both commands.
-    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"))
+    _add_options(p, AnimateOptions, only=("detect_every", "detect_size"), sections=False)
 
 
 def _convert_arguments(p: argparse.ArgumentParser) -> None:

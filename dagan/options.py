@@ -77,13 +77,13 @@ class TrainOptions:
     validation_pairs: int = 16
     workers: int = option(2, _WORKERS_HELP, metavar="N", parse="non_negative_int")
     cache_clips: int = option(0, "keep N decoded clips per worker", metavar="N", parse="non_negative_int")
+    device: str = _device()
     precision: str = option(
         InferenceConfig.precision,
         "arithmetic precision (fp32 is exact; bf16/fp16 train under autocast, fp16 on GPU only)",
         choices=typing.get_args(Precision),
     )
     compile: bool = option(False, "compile the networks with torch.compile (slow first step)")
-    device: str = _device()
     quiet: bool = _quiet()
 
 

@@ -19,6 +19,8 @@ from dagan.errors import DaganError
 from dagan.io.image import write_png
 from dagan.io.video import read_video
 
+from .conftest import make_clip
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Set to a path (say docs/app.png) to keep the screenshot the browser test takes after an animation.
 SCREENSHOT = os.environ.get("DAGAN_APP_SCREENSHOT")
@@ -165,6 +167,8 @@ def _service(tiny_files, **limits):
 
 
 def test_the_service_refuses_what_the_page_does_not_take(tiny_files, tmp_path):
+    from dagan.app import AppSettings
+
     service = _service(tiny_files, max_upload_mb=1, max_seconds=0.1)
     (tmp_path / "notes.txt").write_text("not a portrait")
     with pytest.raises(DaganError, match="PNG, JPEG or WebP"):
@@ -179,6 +183,12 @@ def test_the_service_refuses_what_the_page_does_not_take(tiny_files, tmp_path):
         service.check_inputs(big, tiny_files["driving"])
     with pytest.raises(DaganError, match="did not arrive"):
         service.check_inputs(tmp_path / "gone.png", tiny_files["driving"])
+    # WebM and Matroska headers hold no frame count: the length still comes out, and is refused.
+    webm = make_clip(tmp_path / "talk.webm", frames=6, size=64, codec="libvpx-vp9")
+    with pytest.raises(DaganError, match="lasts 0.2 s"):
+        service.check_inputs(tiny_files["source"], webm)
+    with pytest.raises(DaganError, match="Find best frame does not work with Crop and paste back"):
+        service.animate(tiny_files["source"], tiny_files["driving"], AppSettings(crop=True, find_best_frame=True))
 
 
 def test_the_service_animates_with_its_loaded_networks_and_removes_failed_work(tiny_files, tmp_path, monkeypatch):
@@ -222,6 +232,13 @@ def test_the_app_binds_to_loopback_unless_told_and_warns_when_told(monkeypatch, 
     with pytest.raises(SystemExit) as refused:
         main(["app", "--port", "70000"])
     assert refused.value.code == 2
+
+    def port_taken(gr, page, options):
+        raise OSError(f"Cannot find empty port in range: {options.port}-{options.port}")
+
+    monkeypatch.setattr(app, "_launch", port_taken)
+    assert main(["app", "--port", "7999"]) == 2
+    assert "dagan: error: cannot serve on 127.0.0.1:7999: Cannot find empty port" in capsys.readouterr().err
 
 
 class _FakePage:

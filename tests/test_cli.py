@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from dagan.cli import build_parser
+import pytest
+
+from dagan.cli import build_parser, main
 from dagan.config import DEVICES
 
 
@@ -96,6 +98,10 @@ def test_given_flags_reach_the_options_with_their_types():
     evaluate = _options(EvaluateOptions, parser.parse_args(["evaluate", "--generated", "g", "--out", "o", "--metrics",
                                                             "psnr, l1,"]))  # fmt: skip
     assert evaluate.metrics == ("psnr", "l1")
+    for blank in ("", " "):  # as before the flags were generated: an empty list is refused, not evaluated
+        with pytest.raises(SystemExit) as refused:
+            main(["evaluate", "--generated", "g", "--out", "o", "--metrics", blank])
+        assert refused.value.code == 2
 
 
 def test_help_shows_each_default_from_its_dataclass():

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from dagan.data.synth import Motion, random_identity, random_motion, render_clip, write_clip_mp4
 from dagan.errors import DaganError
+from dagan.options import SynthEvalOptions
 
 #: Motion seeds above any clip index of the dataset, for the demo's longer driving clip.
 DEMO_MOTION_SEED = 1000
@@ -71,9 +72,9 @@ def _write_clip(path: Path, frames: np.ndarray, landmarks: np.ndarray | None) ->
 def write_eval_set(
     data: str | Path,
     out: str | Path,
-    size: int | None = None,
+    size: int | None = SynthEvalOptions.size,
     demo_frames: int = 100,
-    quiet: bool = False,
+    quiet: bool = SynthEvalOptions.quiet,
 ) -> SynthEvalReport:
     """Render self- and cross-identity pairs of ``data``'s test identities (at ``size``) into ``out``."""
     from dagan.io.atomic import atomic_output, check_writable_directory

@@ -26,6 +26,10 @@ MFCC_PER_FRAME = 4
 MISSING_OPENCV = "the lip-sync metrics resize frames with OpenCV, as syncnet_python does: pip install 'dagan[eval]'"
 
 
+class MissingOpenCVError(DaganError):
+    """Frames need resizing, and OpenCV, the reference's own resize, is not installed."""
+
+
 @dataclass
 class LipSyncScore:
     """The SyncNet scores of one video."""
@@ -48,7 +52,7 @@ def resize_like_syncnet(frames_rgb: np.ndarray, size: int = 224) -> np.ndarray:
     try:
         import cv2
     except ImportError:
-        raise DaganError(MISSING_OPENCV) from None
+        raise MissingOpenCVError(MISSING_OPENCV) from None
     return np.stack([cv2.resize(np.ascontiguousarray(frame), (size, size)) for frame in frames_rgb])
 
 

@@ -28,7 +28,7 @@ from dagan.io.video import VIDEO_SUFFIXES, iter_frames, media_files_by_stem, pro
 from dagan.metrics.audio import MISSING_MFCC, has_mfcc
 from dagan.metrics.fid import feature_statistics, frechet_distance
 from dagan.metrics.image import l1, psnr, ssim_gaussian, ssim_skimage
-from dagan.metrics.lse import FPS, SAMPLE_RATE, lip_sync_score
+from dagan.metrics.lse import FPS, SAMPLE_RATE, MissingOpenCVError, lip_sync_score
 from dagan.metrics.niqe import niqe
 from dagan.metrics.weights import MissingWeightsError, load_arcface, load_fid_inception, load_lpips
 from dagan.nn.arcface import arcface_input
@@ -516,7 +516,7 @@ def _lip_sync(items: list[EvaluationItem], options: EvaluateOptions) -> dict[str
         except ValueError as exc:  # too short for one 5-frame window
             skipped.append(f"{item.name} ({exc})")
             continue
-        except DaganError as exc:  # frames to resize, and no OpenCV to resize them as the reference does
+        except MissingOpenCVError as exc:  # frames to resize, and no OpenCV to resize them as the reference does
             return unavailable(str(exc))
         for name in names:
             scores[name][item.name] = score.lse_d if name == "lse_d" else score.lse_c

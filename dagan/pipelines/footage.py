@@ -28,6 +28,7 @@ from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_
 from dagan.io.image import read_image, to_float_rgb, to_uint8, write_png
 from dagan.io.video import Mp4Writer, probe_video
 from dagan.motion import KeypointSmoother
+from dagan.options import AnimateOptions
 from dagan.pipelines.animate import (
     AnimateReport,
     Animator,
@@ -156,16 +157,16 @@ def animate_footage(
     depth_weights: str | Path | None = None,
     output: str | Path | None = None,
     *,
-    paste_back: bool = False,
-    face: int | str | None = None,
-    mask_feather: float | None = None,
+    paste_back: bool = AnimateOptions.paste_back,
+    face: int | str | None = AnimateOptions.face,
+    mask_feather: float | None = AnimateOptions.mask_feather,
     crop: CropConfig | None = None,
-    relative: bool = True,
-    adapt_scale: bool = True,
-    device: str = "auto",
-    batch_size: int | None = None,
-    smooth: float = 0.0,
-    quiet: bool = False,
+    relative: bool = AnimateOptions.relative,
+    adapt_scale: bool = AnimateOptions.adapt_scale,
+    device: str = AnimateOptions.device,
+    batch_size: int | None = AnimateOptions.batch_size,
+    smooth: float = AnimateOptions.smooth,
+    quiet: bool = AnimateOptions.quiet,
     animator: Animator | None = None,
     inference: InferenceConfig | None = None,
     preview: str | Path | None = None,
