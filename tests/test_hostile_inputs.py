@@ -1334,6 +1334,38 @@ def _landmarks_out_is_clip(w: Path, s: Shared) -> Spec:
     return Spec(argv, names=("clip.mp4",))
 
 
+# ---------------------------------------------------------------------------------------------- app
+# Each case fails before the server would start; the alarm stops a case that would serve instead.
+
+
+def app_argv(shared: Shared, overrides: dict[str, object] | None = None) -> list[str]:
+    values: dict[str, object] = {"--checkpoint": shared.checkpoint, "--depth-weights": shared.depth, "--port": "7999",
+                                 "--device": "cpu"}  # fmt: skip
+    values.update(overrides or {})
+    return ["app", *flags(values)]
+
+
+@case("app-checkpoint-is-a-text-file")
+def _app_checkpoint_text(w: Path, s: Shared) -> Spec:
+    notes = plant(w / "notes.pth.tar", b"these are not weights\n")
+    return Spec(app_argv(s, {"--checkpoint": notes}), names=("notes.pth.tar",), mode="alarm")
+
+
+@case("app-depth-weights-without-a-checkpoint")
+def _app_depth_alone(w: Path, s: Shared) -> Spec:
+    return Spec(app_argv(s, {"--checkpoint": None}), must_say=("--checkpoint",), mode="alarm")
+
+
+@case("app-port-out-of-range")
+def _app_port(w: Path, s: Shared) -> Spec:
+    return Spec(app_argv(s, {"--port": "70000"}), must_say=("--port",), mode="alarm")
+
+
+@case("app-upload-limit-of-zero")
+def _app_upload_zero(w: Path, s: Shared) -> Spec:
+    return Spec(app_argv(s, {"--max-upload-mb": "0"}), must_say=("--max-upload-mb",), mode="alarm")
+
+
 # ---------------------------------------------------------------------------------------------- outside the corpus
 
 
@@ -1360,7 +1392,7 @@ def test_evaluate_says_when_the_driving_video_is_longer_than_the_generated_one(s
 def test_the_corpus_is_large_and_covers_every_command():
     commands = {
         "animate", "demo", "convert", "synth", "synth-eval", "train", "train-depth", "depth", "export-onnx",
-        "generate", "evaluate", "train-landmarks",
+        "generate", "evaluate", "train-landmarks", "crop", "app",
     }  # fmt: skip
     ids = [c.id for c in CASES]
     assert len(ids) >= 45 and len(set(ids)) == len(ids)
