@@ -254,11 +254,9 @@ class NetworkMetrics(MetricFamily):
         self.batch_size = options.batch_size
         self.device = None
         self.lpips = self.inception = None
-        for name in (m for m in NETWORK_METRICS if m in options.metrics):
-            reason = _needs(options, "driving")
-            if reason:
-                self.entries[name] = ReportEntry.missing(NETWORK_METRICS[name], reason)
-                continue
+        wanted = [m for m in NETWORK_METRICS if m in options.metrics]
+        needs = {name: ("driving", protocol) for name, protocol in NETWORK_METRICS.items()}
+        for name in self._runnable(options, wanted, needs):
             given = options.lpips_weights if name == "lpips" else options.fid_weights
             try:
                 network = load_lpips(given) if name == "lpips" else load_fid_inception(given)
