@@ -4,20 +4,43 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.spatial import ConvexHull
 
 from dagan.nn.common import Keypoints, inverse_2x2
 
 
+def _half_hull(points: np.ndarray) -> list[np.ndarray]:
+    hull: list[np.ndarray] = []
+    for point in points:
+        while len(hull) >= 2 and _cross(hull[-2], hull[-1], point) <= 0:
+            hull.pop()
+        hull.append(point)
+    return hull
+
+
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+
 def hull_area(points: np.ndarray) -> float:
-    """Area of the 2-D convex hull of ``points`` (N, 2), as ``ConvexHull(...).volume`` gives it."""
-    return float(ConvexHull(points).volume)
+    """Area of the 2-D convex hull of ``points`` (N, 2): ``scipy.spatial.ConvexHull(points).volume``; 0 if flat.
+
+    Andrew's monotone chain and the shoelace formula, in float64: scipy (Qhull) would cost 20 MB
+    of resident memory in every animation for one call per video.
+    """
+    ordered = np.unique(np.asarray(points, dtype=np.float64), axis=0)  # sorted by x, then y
+    if len(ordered) < 3:
+        return 0.0
+    hull = np.array(_half_hull(ordered)[:-1] + _half_hull(ordered[::-1])[:-1])
+    x, y = hull[:, 0], hull[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
 def movement_scale(kp_source: Keypoints, kp_driving_initial: Keypoints) -> float:
     """sqrt(source hull area / initial driving hull area), from the first batch item, as the original."""
     source_area = hull_area(kp_source.value[0].detach().cpu().double().numpy())
     driving_area = hull_area(kp_driving_initial.value[0].detach().cpu().double().numpy())
+    if source_area == 0 or driving_area == 0:  # keypoints on a line: no area to compare
+        return 1.0
     return float(np.sqrt(source_area) / np.sqrt(driving_area))
 
 

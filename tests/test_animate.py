@@ -10,7 +10,7 @@ import torch
 from dagan.cli import main
 from dagan.io.image import read_image, to_uint8, write_png
 from dagan.io.video import iter_frames, probe_video, read_video
-from dagan.motion import movement_scale, transfer_motion
+from dagan.motion import hull_area, movement_scale, transfer_motion
 from dagan.nn import Keypoints
 from dagan.pipelines.animate import Animator
 
@@ -86,6 +86,22 @@ def test_adaptive_scale_is_the_hull_area_ratio():
     square = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]]) * 0.5
     big = square * 2
     assert movement_scale(Keypoints(square), Keypoints(big)) == pytest.approx(0.5)
+
+
+def test_hull_area_is_scipys_convex_hull_volume():
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(0)
+    for count in (3, 4, 10, 15, 68, 500):
+        for _ in range(20):
+            points = rng.normal(size=(count, 2)) * rng.uniform(0.01, 10)
+            if count > 4:  # repeated and interior points must not change the area
+                points[1] = points[0]
+            assert hull_area(points) == pytest.approx(ConvexHull(points).volume, rel=1e-12)
+    line = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [0.5, 0.5]])
+    assert hull_area(line) == 0.0 and hull_area(line[:2]) == 0.0
+    flat = Keypoints(torch.from_numpy(line[None]).float())
+    assert movement_scale(flat, Keypoints(torch.rand(1, 5, 2))) == 1.0
 
 
 def test_cli_writes_side_by_side_depth_and_copies_audio(tiny_files, tmp_path):

@@ -1,20 +1,12 @@
-"""Face-depth encoder: a torchvision ResNet that returns five feature maps."""
+"""Face-depth encoder: a ResNet (torchvision's keys) that returns five feature maps."""
 
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from dagan.config import DepthConfig
-
-_RESNETS = {
-    18: torchvision.models.resnet18,
-    34: torchvision.models.resnet34,
-    50: torchvision.models.resnet50,
-    101: torchvision.models.resnet101,
-    152: torchvision.models.resnet152,
-}
+from dagan.nn.resnet import ResNet
 
 
 class DepthEncoder(nn.Module):
@@ -22,9 +14,7 @@ class DepthEncoder(nn.Module):
 
     def __init__(self, config: DepthConfig, num_input_images: int = 1):
         super().__init__()
-        if config.num_layers not in _RESNETS:
-            raise ValueError(f"unsupported ResNet depth {config.num_layers}; use one of {sorted(_RESNETS)}")
-        self.encoder = _RESNETS[config.num_layers](weights=None)
+        self.encoder = ResNet(config.num_layers)
         if num_input_images != 1:
             # Pose networks see frames stacked along channels.
             self.encoder.conv1 = nn.Conv2d(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias=False)
