@@ -41,8 +41,43 @@ def test_subpixel_conv_needs_fewer_multiply_adds():
     conv = nn.Conv2d(16, 8, 3, padding=1)
     h = w = 64
     plain = conv.weight.numel() * (2 * h) * (2 * w)  # 3x3 over the upsampled map
-    subpixel = SubpixelUpConv(conv).weight.numel() * (h + 1) * (w + 1)
+    up = SubpixelUpConv(conv)
+    with torch.no_grad():
+        up(torch.rand(1, 16, h, w))
+    subpixel = up.weight.numel() * (h + 1) * (w + 1)
     assert plain / subpixel > 2.15  # 2.25x, less the one-pixel border
+
+
+def _storages(module: nn.Module) -> dict[int, int]:
+    tensors = [*module.parameters(), *module.buffers()]
+    return {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+
+
+def test_layers_hold_only_the_weights_of_the_maps_they_see():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(32, 16, 3, padding=1).to(memory_format=torch.channels_last)
+    plain_up = nn.Conv2d(32, 16, 3, padding=1)
+    weight_bytes, bias_bytes = conv.weight.numel() * 4, 16 * 4
+    small, up = SmallMapConv(conv), SubpixelUpConv(plain_up)
+    tiny, large = torch.rand(2, 32, 4, 4), torch.rand(2, 32, 16, 16)
+    with torch.no_grad():
+        expected = {
+            "small tiny": F.conv2d(tiny, conv.weight, conv.bias, padding=1),
+            "small large": F.conv2d(large, conv.weight, conv.bias, padding=1),
+            "up tiny": plain_up(F.interpolate(tiny, scale_factor=2)),
+            "up large": plain_up(F.interpolate(large, scale_factor=2)),
+        }
+    with torch.inference_mode():  # forms built in inference mode must still work outside it
+        small(tiny), up(tiny)
+    # The matrix is made from the channels-last weight (a copy), then the weight becomes its view.
+    assert sum(_storages(small).values()) == weight_bytes + bias_bytes
+    assert up.weight is None  # a 4x4 map never takes the sub-pixel path: no 16/9-size weights
+    assert sum(_storages(up).values()) == weight_bytes + bias_bytes
+    with torch.no_grad():
+        got = {"small tiny": small(tiny), "small large": small(large), "up tiny": up(tiny), "up large": up(large)}
+    assert up.weight is not None  # built when the first large map came
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, atol=1e-5), name
 
 
 def test_subpixel_conv_rejects_other_convolutions():

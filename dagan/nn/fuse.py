@@ -21,11 +21,11 @@ import copy
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from dagan.nn.common import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
+from dagan.nn.resnet import ResNet
 
 #: For output parity 0 the 3 taps of a 3x3 kernel over a nearest-upsampled map land on low-res
 #: offsets (-1, 0, 0); for parity 1 on (0, 0, +1). Rows: the two low-res taps; columns: the 3 taps.
@@ -46,7 +46,20 @@ class SmallMapConv(nn.Module):
             raise ValueError("SmallMapConv needs a stride-1, ungrouped, undilated, zero-padded convolution")
         self.conv = conv
         self.max_pixels = max_pixels
-        self.register_buffer("matrix", conv.weight.detach().reshape(conv.out_channels, -1).clone(), persistent=False)
+        # Built on the first small map (see _matrix): which maps a layer sees is known only then.
+        self.register_buffer("matrix", None, persistent=False)
+
+    def _matrix(self) -> torch.Tensor:
+        matrix = self.matrix
+        if matrix is None:
+            with torch.inference_mode(False), torch.no_grad():
+                weight = self.conv.weight
+                matrix = weight.reshape(weight.shape[0], -1).contiguous()
+                # The convolution's weight becomes a view of the matrix, so the layer holds its
+                # weights once (the largest layers of an hourglass see only small maps).
+                self.conv.weight = nn.Parameter(matrix.view(weight.shape), requires_grad=False)
+            self.matrix = matrix
+        return matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the convolution."""
@@ -54,7 +67,7 @@ class SmallMapConv(nn.Module):
         if h * w > self.max_pixels:
             return self.conv(x)
         columns = F.unfold(x, self.conv.kernel_size, padding=self.conv.padding)  # (B, C_in k k, H W)
-        out = self.matrix.to(columns.dtype) @ columns
+        out = self._matrix().to(columns.dtype) @ columns
         if self.conv.bias is not None:
             out = out + self.conv.bias.to(out.dtype)[:, None]
         return out.view(b, -1, h, w)
@@ -66,37 +79,52 @@ class SubpixelUpConv(nn.Module):
     Each of the four output parities is a 2x2 convolution of the zero-padded low-resolution map;
     all four run as one convolution with 4x the output channels, then interleave. Maps smaller
     than ``min_pixels`` take the plain path: there the convolution is bound by reading weights,
-    and the sub-pixel weights are 16/9 as large.
+    and the sub-pixel weights are 16/9 as large, so they are built only when a larger map arrives.
     """
 
     def __init__(self, conv: nn.Conv2d, min_pixels: int = 256):
         super().__init__()
-        self.conv = SmallMapConv(conv)
-        self.min_pixels = min_pixels
         if conv.kernel_size != (3, 3) or conv.padding != (1, 1) or conv.stride != (1, 1) or conv.groups != 1:
             raise ValueError("SubpixelUpConv needs a 3x3 convolution with padding 1, stride 1 and one group")
-        weight = conv.weight.detach()
-        collapse = _COLLAPSE.to(weight)
-        # (parity_row, parity_col, out, in, 2, 2), flattened so parity (a, b) owns channel block 2a + b.
-        kernels = torch.einsum("apk,bql,oikl->aboipq", collapse, collapse, weight)
-        out_channels = weight.shape[0]
-        self.out_channels = out_channels
-        self.weight = nn.Parameter(kernels.reshape(4 * out_channels, weight.shape[1], 2, 2), requires_grad=False)
-        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(out_channels, dtype=weight.dtype)
-        self.bias = nn.Parameter(bias.repeat(4), requires_grad=False)
+        self.conv = SmallMapConv(conv)
+        self.min_pixels = min_pixels
+        self.out_channels = conv.out_channels
+        self.register_buffer("weight", None, persistent=False)
+        self.register_buffer("bias", None, persistent=False)
+
+    def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.weight is None:
+            with torch.inference_mode(False), torch.no_grad():
+                conv = self.conv.conv
+                weight = conv.weight.detach()
+                collapse = _COLLAPSE.to(weight)
+                # (parity_row, parity_col, out, in, 2, 2), flattened so parity (a, b) owns channel block 2a + b.
+                # From an NCHW weight whatever its layout, so the sums run in one order.
+                kernels = torch.einsum("apk,bql,oikl->aboipq", collapse, collapse, weight.contiguous())
+                kernels = kernels.reshape(4 * self.out_channels, weight.shape[1], 2, 2)
+                # The layout of the weight it came from (channels-last after Animator's conversion).
+                channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+                layout = torch.channels_last if channels_last else torch.contiguous_format
+                bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(self.out_channels)
+                self.bias = bias.repeat(4)
+                self.weight = kernels.contiguous(memory_format=layout)
+        return self.weight, self.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) to (B, C_out, 2H, 2W)."""
         b, _, h, w = x.shape
         if h * w < self.min_pixels:
             return self.conv(F.interpolate(x, scale_factor=2))
-        full = F.conv2d(F.pad(x, (1, 1, 1, 1)), self.weight, self.bias)  # (B, 4 C_out, H + 1, W + 1)
+        weight, bias = self._subpixel()
+        full = F.conv2d(F.pad(x, (1, 1, 1, 1)), weight, bias)  # (B, 4 C_out, H + 1, W + 1)
         o = self.out_channels
-        rows = [
-            torch.stack([full[:, (2 * a + c) * o : (2 * a + c + 1) * o, a : a + h, c : c + w] for c in (0, 1)], -1)
-            for a in (0, 1)
-        ]
-        return torch.stack(rows, 3).reshape(b, o, 2 * h, 2 * w)
+        # Each parity is copied straight into its pixels of the output: no stacked intermediates
+        # (three more output-sized tensors per call, 32 MB at the last up-block of a 256 frame).
+        out = full.new_empty(b, o, 2 * h, 2 * w)
+        for a in (0, 1):
+            for c in (0, 1):
+                out[:, :, a::2, c::2] = full[:, (2 * a + c) * o : (2 * a + c + 1) * o, a : a + h, c : c + w]
+        return out
 
 
 # Winograd F(4x4, 3x3) with interpolation points 0, 1, -1, 2, -2 and infinity (Lavin & Gray,
@@ -196,7 +224,7 @@ class FusedResBlock(nn.Module):
         return self.conv2(F.relu(out)) + x
 
 
-def _fold_resnet(resnet: torchvision.models.ResNet) -> None:
+def _fold_resnet(resnet: ResNet) -> None:
     resnet.conv1 = fuse_conv_bn_eval(resnet.conv1, resnet.bn1)
     resnet.bn1 = nn.Identity()
     for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4):
@@ -225,7 +253,7 @@ def _replacement(module: nn.Module, winograd: bool) -> nn.Module | None:
 
 def _rewrite(parent: nn.Module, winograd: bool) -> None:
     for name, child in list(parent.named_children()):
-        if isinstance(child, torchvision.models.ResNet):
+        if isinstance(child, ResNet):
             _fold_resnet(child)
             continue
         replacement = _replacement(child, winograd)
@@ -243,13 +271,14 @@ def _bake_spectral_norm(network: nn.Module) -> None:
 
 
 @torch.no_grad()
-def fuse_for_inference(network: nn.Module, winograd: bool = True) -> nn.Module:
+def fuse_for_inference(network: nn.Module, winograd: bool = True, in_place: bool = False) -> nn.Module:
     """An eval-mode copy of ``network`` with batch norms folded and faster, equivalent convolutions.
 
     ``winograd=False`` keeps residual-block convolutions direct (for ONNX export, which has no
-    strided views).
+    strided views). ``in_place=True`` rewrites ``network`` itself, which is then for running only:
+    each replaced module is freed as its twin is made, so the weights are never held twice.
     """
-    fused = copy.deepcopy(network).eval()
+    fused = (network if in_place else copy.deepcopy(network)).eval()
     _bake_spectral_norm(fused)
     _rewrite(fused, winograd)
     for parameter in fused.parameters():

@@ -146,9 +146,13 @@ def _export_graphs(networks: AnimationNetworks, out: Path, size: int) -> list[Pa
         kp_names, kp_inputs = ["kp_driving", "kp_source"], (kp.value, kp.value[:1])
     generator_inputs = (source, encoding.features, encoding.depth_features, *kp_inputs)
     generator_names = ["source", "features", "depth_features", *kp_names]
+    generator_graph = _GeneratorGraph(generator, jacobians)
+    # One eager call first: fused layers build their weight forms on first use, and built in the
+    # trace they would become graph operations instead of constants.
+    generator_graph(*generator_inputs)
     batch_axes = [name for name in kp_names if name.endswith("driving")] + ["prediction"]
     _export(
-        _GeneratorGraph(generator, jacobians),
+        generator_graph,
         generator_inputs,
         out / "generator.onnx",
         generator_names,
