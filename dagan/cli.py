@@ -33,6 +33,7 @@ from dagan.options import (
     SynthOptions,
     TrainOptions,
 )
+from dagan.pipelines.memory import limit_heap_arenas
 
 if TYPE_CHECKING:
     from dagan.config import Flag
@@ -751,6 +752,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dagan`` console script."""
     args = _parse(argv)
+    limit_heap_arenas()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:

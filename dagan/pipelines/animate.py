@@ -36,6 +36,7 @@ from dagan.nn import Keypoints, SourceEncoding
 from dagan.nn.fuse import fuse_for_inference
 from dagan.options import AnimateOptions
 from dagan.pipelines.distributed import select_device
+from dagan.pipelines.memory import return_freed_memory
 from dagan.pipelines.networks import AnimationNetworks, load_animation_networks
 from dagan.pipelines.onnx_backend import OnnxNetworks, export_onnx, is_onnx_export
 from dagan.pipelines.precision import autocast, check_precision
@@ -100,9 +101,13 @@ class AnimatedFrame:
 
 
 def prepare_networks(
-    networks: AnimationNetworks, device: torch.device, inference: InferenceConfig
+    networks: AnimationNetworks, device: torch.device, inference: InferenceConfig, in_place: bool = False
 ) -> AnimationNetworks:
-    """Move the networks to ``device`` and apply the exact rewrites and opt-in modes of ``inference``."""
+    """Move the networks to ``device`` and apply the exact rewrites and opt-in modes of ``inference``.
+
+    ``in_place=True`` rewrites the given networks instead of copies (they are then for running
+    only), so their weights are never held twice.
+    """
     networks = networks.to(device)
     nets = {"kp_detector": networks.kp_detector, "generator": networks.generator, "depth": networks.depth}
     for name, net in nets.items():
@@ -110,7 +115,7 @@ def prepare_networks(
         # and the warp amplify float32 rounding about 20-fold into the frames, while it costs about 5% of a frame.
         rewrite = name != "kp_detector"
         if inference.fuse and rewrite:
-            net = fuse_for_inference(net)
+            net = fuse_for_inference(net, in_place=in_place)
         if inference.channels_last and rewrite:
             net = net.to(memory_format=torch.channels_last)
         if inference.compile:
@@ -128,7 +133,10 @@ class Animator:
         device: str | torch.device = "auto",
         size: int | None = None,
         inference: InferenceConfig | None = None,
+        *,
+        own_networks: bool = False,
     ):
+        """``own_networks=True`` lets the animator rewrite ``networks`` in place instead of copying them."""
         self.device = select_device(device) if isinstance(device, str) else device
         self.inference = inference or InferenceConfig()
         check_precision(self.inference.precision, self.device)
@@ -140,8 +148,10 @@ class Animator:
             self.networks, self.size = networks, networks.size
             self.inference = dataclasses.replace(self.inference, channels_last=False, backend="onnxruntime")
             return
-        self.networks = prepare_networks(networks, self.device, self.inference)
+        self.networks = prepare_networks(networks, self.device, self.inference, in_place=own_networks)
         self.size = size if size is not None else networks.frame_size
+        # The rewrite freed the plain layers piece by piece: without a trim they stay resident.
+        return_freed_memory()
 
     @classmethod
     def from_checkpoint(
@@ -158,7 +168,8 @@ class Animator:
         """
         inference = inference or InferenceConfig()
         if inference.backend != "onnxruntime":
-            return cls(load_animation_networks(checkpoint, depth_weights), device, inference=inference)
+            networks = load_animation_networks(checkpoint, depth_weights)
+            return cls(networks, device, inference=inference, own_networks=True)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else None
         if is_onnx_export(checkpoint):
             return cls(OnnxNetworks.load(checkpoint, providers), device, inference=inference)
