@@ -19,7 +19,7 @@ from dagan.nn.common import UpBlock2d
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.nn.fuse import SmallMapConv, SubpixelUpConv, WinogradConv3x3, fuse_for_inference
 from dagan.pipelines.animate import Animator
-from dagan.pipelines.networks import build_generator
+from dagan.pipelines.networks import build_generator, load_animation_networks
 
 from .conftest import tiny_model_config
 from .random_weights import randomise_
@@ -162,6 +162,22 @@ def test_each_exact_speedup_gives_the_plain_frames(tiny_files, inference):
     assert np.abs(a - b).max() < 1e-4
     assert np.abs(a[0] - a[-1]).max() > 1e-3
     assert torch.get_num_threads() == threads  # the workers' share of the cores is given back
+
+
+def test_in_place_rewrite_gives_the_copys_frames_and_keeps_no_plain_layers(tiny_files):
+    source = read_image(tiny_files["source"])
+    frames, _ = read_video(tiny_files["driving"])
+    given = load_animation_networks(tiny_files["checkpoint"], tiny_files["depth"])
+    copied = Animator(given, "cpu")
+    assert any(isinstance(m, UpBlock2d) for m in given.generator.modules())  # the caller's networks are untouched
+    owned = Animator.from_checkpoint(tiny_files["checkpoint"], tiny_files["depth"], "cpu")
+    a = np.stack([f.prediction for f in copied.animate(source, frames)])
+    b = np.stack([f.prediction for f in owned.animate(source, frames)])
+    assert np.array_equal(a, b)
+    in_place = load_animation_networks(tiny_files["checkpoint"], tiny_files["depth"])
+    animator = Animator(in_place, "cpu", own_networks=True)
+    assert not any(isinstance(m, UpBlock2d) for m in in_place.generator.modules())  # rewritten, not copied
+    assert np.array_equal(np.stack([f.prediction for f in animator.animate(source, frames)]), a)
 
 
 @pytest.mark.slow
