@@ -562,6 +562,8 @@ class _Command:
     extra: Callable[[argparse.ArgumentParser], None] | None = None
     #: Whether the command reads images or video frames, and so takes --max-pixels.
     reads_media: bool = True
+    #: Whether it animates frames on worker threads, whose heap is then one malloc arena (memory.py).
+    animates: bool = False
 
 
 COMMANDS = [
@@ -573,6 +575,7 @@ COMMANDS = [
         "Animate a bundled synthetic portrait with a bundled driving clip, using the small model that ships with "
         "dagan (trained on synthetic heads: docs/model-card.md).",
         reads_media=False,
+        animates=True,
     ),
     _Command(
         "animate",
@@ -584,6 +587,7 @@ COMMANDS = [
         "SPADE_DaGAN_vox_adv_256.pth.tar and the face-depth folder depth/models/weights_19 (encoder.pth, depth.pth) "
         "linked from https://github.com/harlanhong/CVPR2022-DaGAN, or train your own with "
         "'dagan train-depth' and 'dagan train'.",
+        animates=True,
     ),
     _Command(
         "convert",
@@ -669,6 +673,7 @@ COMMANDS = [
         _cmd_generate,
         "animate many (source, driving) pairs into an evaluation set (resumable, torchrun-sharded)",
         "Pairs come from two folders matched by file name, or from source,driving[,frame] CSVs.",
+        animates=True,
     ),
     _Command(
         "evaluate",
@@ -686,6 +691,7 @@ COMMANDS = [
         "serve the animation web page (Gradio, offline; needs 'dagan[app]')",
         "A web page to animate a portrait with a driving video: upload both, click Animate, and get the result, "
         "the side-by-side panels and the depth video. Loopback only unless --host says otherwise.",
+        animates=True,
     ),
 ]
 
@@ -714,7 +720,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.extra(p)
         if command.reads_media:
             _add_max_pixels(p)
-        p.set_defaults(handler=command.handler)
+        p.set_defaults(handler=command.handler, animates=command.animates)
     return parser
 
 
@@ -752,7 +758,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dagan`` console script."""
     args = _parse(argv)
-    limit_heap_arenas()
+    if args.animates:
+        limit_heap_arenas()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:

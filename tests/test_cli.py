@@ -117,3 +117,22 @@ def test_help_shows_each_default_from_its_dataclass():
     assert f"(default: {DepthTrainOptions.learning_rate:g})" in helps["train-depth", "--learning-rate"]
     assert "(default: psnr,ssim," in helps["evaluate", "--metrics"]
     assert helps["crop", "--detect-every"] == helps["animate", "--detect-every"]  # one definition, two commands
+
+
+def test_only_animating_commands_share_one_heap_arena(monkeypatch, tmp_path, capsys):
+    import dagan.cli
+    from dagan.pipelines import memory
+
+    calls = []
+    monkeypatch.setattr(dagan.cli, "limit_heap_arenas", lambda: calls.append(True))
+    missing = str(tmp_path / "missing.png")
+    animate = ["animate", "--source", missing, "--driving", missing, "--checkpoint", missing, "--output", "o.mp4"]
+    assert main(animate) == 2
+    assert calls == [True]
+    assert main(["depth", "--input", missing, "--weights", missing, "--out", str(tmp_path / "d")]) == 2
+    assert calls == [True]  # training, depth and the rest keep glibc's default
+    animating = {c.name for c in dagan.cli.COMMANDS if c.animates}
+    assert animating == {"demo", "animate", "generate", "app"}
+    memory.limit_heap_arenas(memory.HEAP_ARENAS)  # harmless on glibc and elsewhere
+    memory.return_freed_memory()
+    capsys.readouterr()
