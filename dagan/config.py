@@ -158,7 +158,7 @@ def check_depth_size(size: int) -> None:
 
 @dataclass
 class DepthConfig:
-    """Face-depth network: a torchvision ResNet encoder and a 4-scale disparity decoder."""
+    """Face-depth network: a ResNet encoder (torchvision's layout) and a 4-scale disparity decoder."""
 
     num_layers: int = 18
     scales: tuple[int, ...] = (0, 1, 2, 3)

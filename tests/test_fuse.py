@@ -80,6 +80,18 @@ def test_layers_hold_only_the_weights_of_the_maps_they_see():
         assert torch.allclose(got[name], value, atol=1e-5), name
 
 
+def test_weight_forms_built_under_autocast_stay_float32():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 4, 3, padding=1)
+    small, up = SmallMapConv(conv), SubpixelUpConv(nn.Conv2d(8, 4, 3, padding=1))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        small(torch.rand(1, 8, 4, 4)), up(torch.rand(1, 8, 16, 16))
+    assert small.matrix.dtype == torch.float32 and up.weight.dtype == torch.float32
+    x = torch.rand(1, 8, 16, 16)
+    with torch.no_grad():  # and run without autocast afterwards
+        assert torch.allclose(up(x), up.conv.conv(F.interpolate(x, scale_factor=2)), atol=1e-5)
+
+
 def test_subpixel_conv_rejects_other_convolutions():
     with pytest.raises(ValueError, match="3x3"):
         SubpixelUpConv(nn.Conv2d(4, 4, 5, padding=2))

@@ -27,6 +27,7 @@ from dagan.config import DepthConfig, DiscriminatorConfig, ModelConfig
 from dagan.errors import DaganError, first_line
 from dagan.io.atomic import atomic_output, describe_write_failure
 from dagan.nn.common import anti_alias_kernel_scale
+from dagan.nn.resnet import RESNET_LAYOUTS
 
 StateDict = dict[str, torch.Tensor]
 
@@ -416,13 +417,7 @@ def infer_depth_config(weights: WeightFile) -> DepthConfig:
         raise DaganError(f"depth weights {weights.source}: the encoder lacks 'encoder.conv1.weight'")
     bottleneck = "layer1.0.conv3.weight" in keys
     blocks = tuple(_count_indexed(keys, f"layer{i}.") for i in range(1, 5))
-    layouts = {
-        (False, (2, 2, 2, 2)): 18,
-        (False, (3, 4, 6, 3)): 34,
-        (True, (3, 4, 6, 3)): 50,
-        (True, (3, 4, 23, 3)): 101,
-        (True, (3, 8, 36, 3)): 152,
-    }
+    layouts = {(bottlenecks, stages): depth for depth, (stages, bottlenecks) in RESNET_LAYOUTS.items()}
     layers = layouts.get((bottleneck, blocks))
     if layers is None:
         raise DaganError(f"depth weights {weights.source}: encoder blocks {blocks} match no torchvision ResNet")

@@ -1,6 +1,6 @@
 """Inference-only rewrites of trained networks that keep their outputs (to float rounding).
 
-``fuse_for_inference`` returns a copy of a network in which
+``fuse_for_inference`` returns a copy of a network (or rewrites it in place) in which
 
 - every batch norm that directly follows a convolution is folded into that convolution;
 - every nearest x2 upsampling followed by a 3x3 convolution is computed as a sub-pixel
@@ -12,12 +12,16 @@
   (``SmallMapConv``), where the convolution library spends its time re-laying-out the weights;
 - spectral normalisation is baked into plain weights.
 
-The copy has different state-dict keys, so it is for running, never for saving or training.
+The result has different state-dict keys, so it is for running, never for saving or training.
+Some layers build a weight form on their first call, when it is known which maps they see.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,18 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from dagan.nn.common import DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d
 from dagan.nn.resnet import ResNet
+
+#: Held while a layer builds a weight form: frame workers may call one layer at once, and two
+#: copies built side by side could leave the layer holding both.
+_FORMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _building_form(device: torch.device) -> Iterator[None]:
+    """Plain float arithmetic on ordinary tensors, whatever the caller's mode or autocast."""
+    with _FORMS_LOCK, torch.inference_mode(False), torch.no_grad(), torch.autocast(device.type, enabled=False):
+        yield
+
 
 #: For output parity 0 the 3 taps of a 3x3 kernel over a nearest-upsampled map land on low-res
 #: offsets (-1, 0, 0); for parity 1 on (0, 0, +1). Rows: the two low-res taps; columns: the 3 taps.
@@ -50,16 +66,16 @@ class SmallMapConv(nn.Module):
         self.register_buffer("matrix", None, persistent=False)
 
     def _matrix(self) -> torch.Tensor:
-        matrix = self.matrix
-        if matrix is None:
-            with torch.inference_mode(False), torch.no_grad():
-                weight = self.conv.weight
-                matrix = weight.reshape(weight.shape[0], -1).contiguous()
-                # The convolution's weight becomes a view of the matrix, so the layer holds its
-                # weights once (the largest layers of an hourglass see only small maps).
-                self.conv.weight = nn.Parameter(matrix.view(weight.shape), requires_grad=False)
-            self.matrix = matrix
-        return matrix
+        if self.matrix is None:
+            with _building_form(self.conv.weight.device):
+                if self.matrix is None:
+                    weight = self.conv.weight.detach()
+                    matrix = weight.reshape(weight.shape[0], -1).contiguous()
+                    # The convolution's weight becomes a view of the matrix, so the layer holds
+                    # its weights once (the largest layers of an hourglass see only small maps).
+                    self.conv.weight = nn.Parameter(matrix.view(weight.shape), requires_grad=False)
+                    self.matrix = matrix
+        return self.matrix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the convolution."""
@@ -94,9 +110,11 @@ class SubpixelUpConv(nn.Module):
 
     def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.weight is None:
-            with torch.inference_mode(False), torch.no_grad():
+            with _building_form(self.conv.conv.weight.device):
                 conv = self.conv.conv
                 weight = conv.weight.detach()
+                if self.weight is not None:  # another worker built it meanwhile
+                    return self.weight, self.bias
                 collapse = _COLLAPSE.to(weight)
                 # (parity_row, parity_col, out, in, 2, 2), flattened so parity (a, b) owns channel block 2a + b.
                 # From an NCHW weight whatever its layout, so the sums run in one order.
@@ -118,12 +136,17 @@ class SubpixelUpConv(nn.Module):
         weight, bias = self._subpixel()
         full = F.conv2d(F.pad(x, (1, 1, 1, 1)), weight, bias)  # (B, 4 C_out, H + 1, W + 1)
         o = self.out_channels
+        parities = [
+            [full[:, (2 * a + c) * o : (2 * a + c + 1) * o, a : a + h, c : c + w] for c in (0, 1)] for a in (0, 1)
+        ]
+        if torch.jit.is_tracing():  # for ONNX, where strided writes export as scatters: 1.6x slower
+            return torch.stack([torch.stack(row, -1) for row in parities], 3).reshape(b, o, 2 * h, 2 * w)
         # Each parity is copied straight into its pixels of the output: no stacked intermediates
         # (three more output-sized tensors per call, 32 MB at the last up-block of a 256 frame).
         out = full.new_empty(b, o, 2 * h, 2 * w)
         for a in (0, 1):
             for c in (0, 1):
-                out[:, :, a::2, c::2] = full[:, (2 * a + c) * o : (2 * a + c + 1) * o, a : a + h, c : c + w]
+                out[:, :, a::2, c::2] = parities[a][c]
         return out
 
 
@@ -252,7 +275,9 @@ def _replacement(module: nn.Module, winograd: bool) -> nn.Module | None:
 
 
 def _rewrite(parent: nn.Module, winograd: bool) -> None:
-    for name, child in list(parent.named_children()):
+    # By name, so that in place each replaced child is freed before its next sibling is fused.
+    for name in [name for name, _ in parent.named_children()]:
+        child = getattr(parent, name)
         if isinstance(child, ResNet):
             _fold_resnet(child)
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
 
 #: glibc's mallopt parameter for the number of arenas (malloc.h: M_ARENA_MAX).
 _M_ARENA_MAX = -8
@@ -33,7 +34,13 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def limit_heap_arenas(count: int = HEAP_ARENAS) -> None:
-    """Cap the arenas that threads created from now on allocate from (a process-wide setting)."""
+    """Cap the arenas that threads created from now on allocate from, unless the user set a cap.
+
+    A process-wide setting; ``MALLOC_ARENA_MAX`` or ``GLIBC_TUNABLES=glibc.malloc.arena_max=N``
+    in the environment win over it.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or "glibc.malloc.arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
+        return
     libc = _libc()
     if libc is not None:
         libc.mallopt(_M_ARENA_MAX, count)

@@ -117,9 +117,22 @@ def _export_graphs(networks: AnimationNetworks, out: Path, size: int) -> list[Pa
     image_and_depth = torch.cat([image, disparity], 1)
     kp = detector(image_and_depth)
     jacobians = kp.jacobian is not None
+    source, source_depth = image[:1], disparity[:1]
+    encoding = generator.encode_source(source, source_depth)
+    if jacobians:
+        kp_names = ["kp_driving", "jacobian_driving", "kp_source", "jacobian_source"]
+        kp_inputs = (kp.value, kp.jacobian, kp.value[:1], kp.jacobian[:1])
+    else:
+        kp_names, kp_inputs = ["kp_driving", "kp_source"], (kp.value, kp.value[:1])
+    generator_inputs = (source, encoding.features, encoding.depth_features, *kp_inputs)
+    generator_graph = _GeneratorGraph(generator, jacobians).eval()
+    # One eager call before any export: fused layers build their weight forms on first use, and
+    # built in a trace they would become graph operations instead of constants. (Each export
+    # leaves its module in the mode it found it, so the call must not come after one.)
+    generator_graph(*generator_inputs)
     _export(depth, (image,), out / "depth.onnx", ["image"], ["disparity"], ["image", "disparity"])
     kp_outputs = ["value", "jacobian"] if jacobians else ["value"]
-    keypoint_graph = _KeypointGraph(detector)
+    keypoint_graph = _KeypointGraph(detector).eval()
     _export(
         keypoint_graph,
         (image_and_depth,),
@@ -128,9 +141,7 @@ def _export_graphs(networks: AnimationNetworks, out: Path, size: int) -> list[Pa
         kp_outputs,
         ["image_and_depth", *kp_outputs],
     )
-    source, source_depth = image[:1], disparity[:1]
-    encoding = generator.encode_source(source, source_depth)
-    encoder_graph = _SourceEncoderGraph(generator)
+    encoder_graph = _SourceEncoderGraph(generator).eval()
     _export(
         encoder_graph,
         (source, source_depth),
@@ -139,17 +150,7 @@ def _export_graphs(networks: AnimationNetworks, out: Path, size: int) -> list[Pa
         ["features", "depth_features"],
         [],
     )
-    if jacobians:
-        kp_names = ["kp_driving", "jacobian_driving", "kp_source", "jacobian_source"]
-        kp_inputs = (kp.value, kp.jacobian, kp.value[:1], kp.jacobian[:1])
-    else:
-        kp_names, kp_inputs = ["kp_driving", "kp_source"], (kp.value, kp.value[:1])
-    generator_inputs = (source, encoding.features, encoding.depth_features, *kp_inputs)
     generator_names = ["source", "features", "depth_features", *kp_names]
-    generator_graph = _GeneratorGraph(generator, jacobians)
-    # One eager call first: fused layers build their weight forms on first use, and built in the
-    # trace they would become graph operations instead of constants.
-    generator_graph(*generator_inputs)
     batch_axes = [name for name in kp_names if name.endswith("driving")] + ["prediction"]
     _export(
         generator_graph,
