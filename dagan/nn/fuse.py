@@ -297,7 +297,7 @@ def _bake_spectral_norm(network: nn.Module) -> None:
 
 @torch.no_grad()
 def fuse_for_inference(network: nn.Module, winograd: bool = True, in_place: bool = False) -> nn.Module:
-    """An eval-mode copy of ``network`` with batch norms folded and faster, equivalent convolutions.
+    """``network`` (a copy, by default) in eval mode with batch norms folded and faster, equivalent convolutions.
 
     ``winograd=False`` keeps residual-block convolutions direct (for ONNX export, which has no
     strided views). ``in_place=True`` rewrites ``network`` itself, which is then for running only:
