@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from tqdm import tqdm
 
 from dagan.config import DEPTH_STYLES, DataConfig, InferenceConfig
@@ -102,17 +101,12 @@ class AnimatedFrame:
 
 
 def prepare_networks(
-    networks: AnimationNetworks,
-    device: torch.device,
-    inference: InferenceConfig,
-    in_place: bool = False,
-    frame_size: int | None = None,
+    networks: AnimationNetworks, device: torch.device, inference: InferenceConfig, in_place: bool = False
 ) -> AnimationNetworks:
-    """Move the networks to ``device`` and apply the exact rewrites and opt-in modes of ``inference``.
+    """Move the networks to ``device`` and apply the exact rewrites of ``inference`` (``Animator`` compiles).
 
     ``in_place=True`` rewrites the given networks instead of copies (they are then for running
-    only), so their weights are never held twice. ``frame_size`` (default: the model's) is the
-    size frames will have, which a compiled run needs before compiling.
+    only), so their weights are never held twice.
     """
     networks = networks.to(device)
     nets = {"kp_detector": networks.kp_detector, "generator": networks.generator, "depth": networks.depth}
@@ -125,24 +119,7 @@ def prepare_networks(
         if inference.channels_last and rewrite:
             net = net.to(memory_format=torch.channels_last)
         nets[name] = net
-    if inference.compile:
-        if inference.fuse:
-            # Fused layers build weight forms on their first call; inside a compiled graph that
-            # call would break the graph and compile it twice. One frame first builds them.
-            _run_once(nets, device, frame_size or networks.frame_size, inference.channels_last)
-        for net in nets.values():
-            net.forward = torch.compile(net.forward, dynamic=False)
     return AnimationNetworks(config=networks.config, frame_size=networks.frame_size, **nets)
-
-
-@torch.inference_mode()
-def _run_once(nets: dict[str, nn.Module], device: torch.device, size: int, channels_last: bool) -> None:
-    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last)
-    depth = nets["depth"](image)
-    keypoints = nets["kp_detector"](torch.cat([image, depth], dim=1).contiguous())
-    nets["generator"](image, keypoints, keypoints, depth, depth)
 
 
 class Animator:
@@ -169,8 +146,15 @@ class Animator:
             self.networks, self.size = networks, networks.size
             self.inference = dataclasses.replace(self.inference, channels_last=False, backend="onnxruntime")
             return
+        self.networks = prepare_networks(networks, self.device, self.inference, in_place=own_networks)
         self.size = size if size is not None else networks.frame_size
-        self.networks = prepare_networks(networks, self.device, self.inference, own_networks, self.size)
+        if self.inference.compile:
+            # Fused layers build weight forms on their first call; inside a compiled graph that call
+            # would break the graph and compile it twice. One frame builds them first.
+            frame = np.random.default_rng(0).random((self.size, self.size, 3), dtype=np.float32)
+            self.animate_pairs([frame], [frame])
+            for net in (self.networks.kp_detector, self.networks.generator, self.networks.depth):
+                net.forward = torch.compile(net.forward, dynamic=False)
         # The rewrite freed the plain layers piece by piece: without a trim they stay resident.
         return_freed_memory()
 
