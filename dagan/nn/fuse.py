@@ -111,22 +111,23 @@ class SubpixelUpConv(nn.Module):
     def _subpixel(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.weight is None:
             with _building_form(self.conv.conv.weight.device):
-                conv = self.conv.conv
-                weight = conv.weight.detach()
-                if self.weight is not None:  # another worker built it meanwhile
-                    return self.weight, self.bias
-                collapse = _COLLAPSE.to(weight)
-                # (parity_row, parity_col, out, in, 2, 2), flattened so parity (a, b) owns channel block 2a + b.
-                # From an NCHW weight whatever its layout, so the sums run in one order.
-                kernels = torch.einsum("apk,bql,oikl->aboipq", collapse, collapse, weight.contiguous())
-                kernels = kernels.reshape(4 * self.out_channels, weight.shape[1], 2, 2)
-                # The layout of the weight it came from (channels-last after Animator's conversion).
-                channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-                layout = torch.channels_last if channels_last else torch.contiguous_format
-                bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(self.out_channels)
-                self.bias = bias.repeat(4)
-                self.weight = kernels.contiguous(memory_format=layout)
+                if self.weight is None:  # another worker may have built it meanwhile
+                    self.bias, self.weight = self._subpixel_weights()
         return self.weight, self.bias
+
+    def _subpixel_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        conv = self.conv.conv
+        weight = conv.weight.detach()
+        collapse = _COLLAPSE.to(weight)
+        # (parity_row, parity_col, out, in, 2, 2), flattened so parity (a, b) owns channel block 2a + b.
+        # From an NCHW weight whatever its layout, so the sums run in one order.
+        kernels = torch.einsum("apk,bql,oikl->aboipq", collapse, collapse, weight.contiguous())
+        kernels = kernels.reshape(4 * self.out_channels, weight.shape[1], 2, 2)
+        # The layout of the weight it came from (channels-last after Animator's conversion).
+        channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        bias = conv.bias.detach() if conv.bias is not None else weight.new_zeros(self.out_channels)
+        return bias.repeat(4), kernels.contiguous(memory_format=layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) to (B, C_out, 2H, 2W)."""
