@@ -39,6 +39,24 @@ def write_random_model(root: Path, variant: str = "depth_aware", seed: int = 0) 
     return checkpoint, root / "depth"
 
 
+def original_anti_alias(self, x: torch.Tensor) -> torch.Tensor:
+    """The original's AntiAliasInterpolation2d: blur every pixel, then keep every stride-th
+    (patched over ``AntiAliasDownsample.forward`` by the plain paths)."""
+    out = torch.nn.functional.pad(x, (self.pad_before, self.pad_after, self.pad_before, self.pad_after))
+    out = torch.nn.functional.conv2d(out, self.weight, groups=self.groups)
+    return out[:, :, :: self.stride, :: self.stride]
+
+
+def original_discriminator_block(self, x: torch.Tensor) -> torch.Tensor:
+    """The original's discriminator DownBlock2d: its leaky ReLU is not in place (patched over
+    ``DiscriminatorBlock.forward`` by the plain paths)."""
+    out = self.conv(x)
+    if self.norm is not None:
+        out = self.norm(out)
+    out = torch.nn.functional.leaky_relu(out, 0.2)
+    return torch.nn.functional.avg_pool2d(out, 2) if self.pool else out
+
+
 def sample_frames() -> list[np.ndarray]:
     """The sample driving video's frames, or a synthetic moving pattern when ../shared is absent."""
     sample = SHARED_DATA / "driving.mp4"

@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fixtures import source_image_path, write_looped_clip, write_random_model  # noqa: E402
+from _fixtures import original_anti_alias, source_image_path, write_looped_clip, write_random_model  # noqa: E402
 
 
 def _peak_rss_mb() -> float:
@@ -40,13 +40,6 @@ def _peak_rss_mb() -> float:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
-
-
-def _original_anti_alias(self, x: torch.Tensor) -> torch.Tensor:
-    """The original's AntiAliasInterpolation2d: blur every pixel, then keep every stride-th."""
-    out = torch.nn.functional.pad(x, (self.pad_before, self.pad_after, self.pad_before, self.pad_after))
-    out = torch.nn.functional.conv2d(out, self.weight, groups=self.groups)
-    return out[:, :, :: self.stride, :: self.stride]
 
 
 def _plain_per_frame(root: Path, source: np.ndarray, frames: list[np.ndarray], device: str) -> tuple[list, float]:
@@ -62,7 +55,7 @@ def _plain_per_frame(root: Path, source: np.ndarray, frames: list[np.ndarray], d
     from dagan.nn.common import AntiAliasDownsample
     from dagan.pipelines.animate import Animator
 
-    AntiAliasDownsample.forward = _original_anti_alias
+    AntiAliasDownsample.forward = original_anti_alias
 
     animator = Animator.from_checkpoint(
         root / "model.pth.tar", root / "depth", device, InferenceConfig(fuse=False, channels_last=False)

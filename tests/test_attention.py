@@ -46,3 +46,14 @@ def test_attention_has_gradients_for_training():
     features = torch.randn(2, 16, 4, 4, requires_grad=True)
     module(depth_features, features).square().sum().backward()
     assert depth_features.grad.abs().sum() > 0 and module.query_conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_output_keeps_the_layout_of_the_features(layout):
+    """The attended map is a transposed (channels-last) view; an NCHW network must stay NCHW (its
+    convolution backward on CPU is twice as fast as channels-last) and a channels-last one channels-last."""
+    module = DepthAwareAttention(16)
+    features = torch.randn(2, 16, 6, 5).contiguous(memory_format=layout)
+    out = module(torch.randn(1, 16, 6, 5).contiguous(memory_format=layout), features)
+    assert out.is_contiguous(memory_format=layout)
+    assert out.is_contiguous() == (layout == torch.contiguous_format)

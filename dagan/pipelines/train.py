@@ -338,14 +338,18 @@ class Trainer(TrainingLoop):
         return record
 
     # ------------------------------------------------------------------ step
-    def train_step(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
-        """One generator + keypoint-detector update, then one discriminator update."""
-        transform = EquivarianceTransform.random(
-            source.shape[0],
+    def equivariance_transform(self, batch: int) -> EquivarianceTransform:
+        """This step's random warp, drawn from the seed, the step and the rank (so a resumed run redraws it)."""
+        return EquivarianceTransform.random(
+            batch,
             self.config.train.transform,
             torch.Generator().manual_seed(self.options.seed * 1_000_003 + self.step * self.world + self.rank),
             self.device,
         )
+
+    def train_step(self, source: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
+        """One generator + keypoint-detector update, then one discriminator update."""
+        transform = self.equivariance_transform(source.shape[0])
         self.discriminator.requires_grad_(False)
         scaler = self.scalers["generator"]
         with autocast(self.options.precision, self.device):
