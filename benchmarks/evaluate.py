@@ -23,7 +23,7 @@ import torchvision
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _fixtures import randomise_, sample_frames  # noqa: E402
 
-from dagan.io.image import write_png  # noqa: E402
+from dagan.io.image import to_uint8, write_png  # noqa: E402
 from dagan.metrics.fid import feature_statistics, frechet_distance  # noqa: E402
 from dagan.nn.fid_inception import FidInception  # noqa: E402
 from dagan.nn.syncnet import SyncNet  # noqa: E402
@@ -167,7 +167,7 @@ def _write_talking_video(path: Path, frames: list[np.ndarray]) -> None:
         audio = container.add_stream("aac", rate=16000)
         audio.layout = "mono"
         for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            for packet in video.encode(av.VideoFrame.from_ndarray(to_uint8(frame), format="rgb24")):
                 container.mux(packet)
         for packet in video.encode(None):
             container.mux(packet)

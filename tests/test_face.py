@@ -89,3 +89,41 @@ def test_find_best_frame_picks_the_pose_closest_to_the_source(tmp_path, tiny_fil
     assert "best driving frame: 2" in capsys.readouterr().err
     with pytest.raises(Exception, match="no face found in the source"):
         best_matching_frame(np.full_like(portrait, 0.5), frames)
+
+
+@needs_portrait
+def test_background_face_analysis_scores_each_frame_of_each_item(tmp_path, monkeypatch):
+    """Faces come back from the worker processes through a queue shorter than the videos: each
+    item's AKD equals one computed in this process from the same frames."""
+    from dagan.face import FaceAnalyzer
+    from dagan.io.video import Mp4Writer, iter_frames, probe_video
+    from dagan.pipelines import evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "FACE_QUEUE", 2)
+    portrait = read_image(PORTRAIT)[..., :3]
+    shifts = {"a": [0, 3, 9], "b": [12, 1, 6, 15]}
+    for folder in ("gen", "gt"):
+        (tmp_path / folder).mkdir()
+    for name, item_shifts in shifts.items():
+        for folder in ("gen", "gt"):
+            writer = Mp4Writer(tmp_path / folder / f"{name}.mp4", 25)
+            for s in item_shifts:
+                writer.write(np.roll(portrait, s, axis=1) if folder == "gen" else portrait)
+            writer.close()
+    out = tmp_path / "r"
+    argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--driving", str(tmp_path / "gt"),
+            "--out", str(out), "--metrics", "akd", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    analyzer = FaceAnalyzer()
+    expected = {}
+    for name in shifts:
+        generated = [analyzer.analyze(f) for f in iter_frames(probe_video(tmp_path / "gen" / f"{name}.mp4"))]
+        driving = [analyzer.analyze(f) for f in iter_frames(probe_video(tmp_path / "gt" / f"{name}.mp4"))]
+        expected[name] = np.mean(
+            [np.mean(np.abs(d.landmarks - g.landmarks)) for g, d in zip(generated, driving, strict=True)]
+        )
+    assert expected["b"] > expected["a"] + 0.5  # a mix-up of frames between the items would show
+    for name, value in expected.items():
+        assert report["akd"]["per_item"][name] == pytest.approx(value, rel=1e-9)
+    assert report["akd"]["frames_without_face"] == 0

@@ -7,9 +7,13 @@ protocol; a metric that cannot run says why, and the others still run.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -393,44 +397,86 @@ class _SyntheticKeypointDistance(MetricFamily):
         return {"akd": ReportEntry.of_frames(self.scores, SYNTHETIC_AKD)}
 
 
+_worker_analyzer: FaceAnalyzer | None = None
+
+
+def _start_face_worker() -> None:
+    global _worker_analyzer
+    _worker_analyzer = FaceAnalyzer()
+
+
+def _analyze_frame_faces(generated: np.ndarray, driving: np.ndarray | None) -> tuple[Face | None, Face | None]:
+    """The generated frame's face and, when it has one, the driving frame's (in a face worker)."""
+    face = _worker_analyzer.analyze(generated)
+    return face, (_worker_analyzer.analyze(driving) if face is not None and driving is not None else None)
+
+
+#: Frames sent to the face workers and not yet analysed, at most: the rest of the evaluation runs
+#: faster than dlib, and each waiting pair holds its pixels.
+FACE_QUEUE = 16
+
+
 class FaceMetrics(MetricFamily):
-    """AKD, AED, CSIM and PRMSE from dlib's face of each frame; frames without a needed face are counted."""
+    """AKD, AED, CSIM and PRMSE from dlib's face of each frame; frames without a needed face are counted.
+
+    dlib holds the GIL and uses one core, so faces are analysed in worker processes while the
+    network metrics use the main one; each frame's scores are taken in order when the faces come back.
+    """
 
     def __init__(self, options: EvaluateOptions, names: list[str]):
         super().__init__()
         self.running = self._runnable(options, names, FACE_METRICS)
-        self.analyzer = None
+        self.workers: ProcessPoolExecutor | None = None
         if self.running:
             try:
-                self.analyzer = FaceAnalyzer()
+                FaceAnalyzer()  # dlib and its models are there (one clear error, not one per worker)
             except DaganError as exc:
                 self.entries.update(
                     {name: ReportEntry.missing(FACE_METRICS[name][1], str(exc)) for name in self.running}
                 )
                 self.running = []
+        if self.running:
+            # Forked: the workers need only dlib, which the parent has loaded, and no re-import of torch.
+            self.workers = ProcessPoolExecutor(
+                max(1, min(4, (os.cpu_count() or 2) - 1)), multiprocessing.get_context("fork"), _start_face_worker
+            )
         self.scores: dict[str, dict[str, list[float]]] = {name: {} for name in self.running}
         self.faceless = dict.fromkeys(self.running, 0)
-        self.source_faces: dict[Path, Face | None] = {}  # sources repeat across items
-        self.source_face: Face | None = None
+        self.source_faces: dict[Path, Future] = {}  # sources repeat across items
+        self.pending: deque[tuple[Future, Future | None, str, tuple[int, int]]] = deque()
 
     def add(self, frame: ScoredFrame) -> None:
         if not self.running:
             return
-        if frame.index == 0:
-            source = frame.item.source
-            if source is not None and source not in self.source_faces:
-                self.source_faces[source] = self.analyzer.analyze(frame.source)
-            self.source_face = self.source_faces.get(source)
-        generated = self.analyzer.analyze(frame.generated)
-        driving = self.analyzer.analyze(frame.driving) if frame.driving is not None and generated is not None else None
+        source_face = None
+        source = frame.item.source
+        if source is not None:
+            if source not in self.source_faces:
+                self.source_faces[source] = self.workers.submit(_analyze_frame_faces, to_uint8(frame.source), None)
+            source_face = self.source_faces[source]
+        driving = to_uint8(frame.driving) if frame.driving is not None else None
+        faces = self.workers.submit(_analyze_frame_faces, to_uint8(frame.generated), driving)
+        self.pending.append((faces, source_face, frame.item.name, frame.generated.shape[:2]))
+        while len(self.pending) > FACE_QUEUE:
+            self._score(*self.pending.popleft())
+
+    def _score(self, faces: Future, source_face: Future | None, item: str, size: tuple[int, int]) -> None:
+        generated, driving = faces.result()
+        source = source_face.result()[0] if source_face is not None else None
         for name in self.running:
-            other = self.source_face if FACE_METRICS[name][0] == "source" else driving
+            other = source if FACE_METRICS[name][0] == "source" else driving
             if generated is None or other is None:
                 self.faceless[name] += 1
             else:
-                self.scores[name].setdefault(frame.item.name, []).append(_face_score(name, other, generated, frame))
+                self.scores[name].setdefault(item, []).append(_face_score(name, other, generated, size))
 
     def finish(self) -> dict[str, ReportEntry]:
+        try:
+            while self.pending:
+                self._score(*self.pending.popleft())
+        finally:
+            if self.workers is not None:
+                self.workers.shutdown(cancel_futures=True)
         for name in self.running:
             protocol = FACE_METRICS[name][1]
             if not self.scores[name]:
@@ -445,7 +491,7 @@ class FaceMetrics(MetricFamily):
         return self.entries
 
 
-def _face_score(name: str, other: Face, generated: Face, frame: ScoredFrame) -> float:
+def _face_score(name: str, other: Face, generated: Face, size: tuple[int, int]) -> float:
     """One frame's value of face metric ``name`` between the generated face and ``other``."""
     if name == "akd":
         return float(np.mean(np.abs(other.landmarks - generated.landmarks)))
@@ -457,7 +503,7 @@ def _face_score(name: str, other: Face, generated: Face, frame: ScoredFrame) -> 
         a, b = other.embedding, generated.embedding
         return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
     # prmse: squared angle errors, averaged over the three angles, rooted after averaging frames
-    h, w = frame.generated.shape[:2]
+    h, w = size
     difference = head_pose(other.landmarks, w, h) - head_pose(generated.landmarks, w, h)
     return float(np.mean(difference**2))
 
