@@ -127,3 +127,12 @@ def test_background_face_analysis_scores_each_frame_of_each_item(tmp_path, monke
     for name, value in expected.items():
         assert report["akd"]["per_item"][name] == pytest.approx(value, rel=1e-9)
     assert report["akd"]["frames_without_face"] == 0
+
+
+@needs_portrait
+def test_face_metrics_without_fork_analyse_in_a_thread(tmp_path, monkeypatch):
+    """Where processes cannot fork (Windows), the same scores come from a thread."""
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    test_face_metrics_on_identical_and_shifted_portraits(tmp_path)

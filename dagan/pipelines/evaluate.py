@@ -13,7 +13,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -426,7 +426,7 @@ class FaceMetrics(MetricFamily):
     def __init__(self, options: EvaluateOptions, names: list[str]):
         super().__init__()
         self.running = self._runnable(options, names, FACE_METRICS)
-        self.workers: ProcessPoolExecutor | None = None
+        self.workers: Executor | None = None
         if self.running:
             try:
                 FaceAnalyzer()  # dlib and its models are there (one clear error, not one per worker)
@@ -435,11 +435,13 @@ class FaceMetrics(MetricFamily):
                     {name: ReportEntry.missing(FACE_METRICS[name][1], str(exc)) for name in self.running}
                 )
                 self.running = []
-        if self.running:
+        if self.running and "fork" in multiprocessing.get_all_start_methods():
             # Forked: the workers need only dlib, which the parent has loaded, and no re-import of torch.
             self.workers = ProcessPoolExecutor(
                 max(1, min(4, (os.cpu_count() or 2) - 1)), multiprocessing.get_context("fork"), _start_face_worker
             )
+        elif self.running:  # no fork (Windows): one thread, in order, as fast as analysing in place
+            self.workers = ThreadPoolExecutor(1, initializer=_start_face_worker)
         self.scores: dict[str, dict[str, list[float]]] = {name: {} for name in self.running}
         self.faceless = dict.fromkeys(self.running, 0)
         self.source_faces: dict[Path, Future] = {}  # sources repeat across items
