@@ -136,3 +136,23 @@ def test_face_metrics_without_fork_analyse_in_a_thread(tmp_path, monkeypatch):
 
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     test_face_metrics_on_identical_and_shifted_portraits(tmp_path)
+
+
+@needs_portrait
+def test_face_workers_end_when_the_run_fails(tmp_path):
+    """A run stopped by a bad input (a driving video shorter than its generated one) leaves no worker behind."""
+    import multiprocessing
+
+    from dagan.io.video import Mp4Writer
+
+    portrait = read_image(PORTRAIT)[..., :3]
+    for folder, count in (("gen", 3), ("gt", 1)):
+        (tmp_path / folder).mkdir()
+        writer = Mp4Writer(tmp_path / folder / "clip.mp4", 25)
+        for _ in range(count):
+            writer.write(portrait)
+        writer.close()
+    argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--driving", str(tmp_path / "gt"),
+            "--out", str(tmp_path / "r"), "--metrics", "akd", "--quiet"]  # fmt: skip
+    assert main(argv) == 2
+    assert multiprocessing.active_children() == []

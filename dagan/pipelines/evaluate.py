@@ -193,6 +193,9 @@ class MetricFamily:
         """The entries of every metric this family was asked for."""
         return self.entries
 
+    def close(self) -> None:
+        """Release what the family holds beyond the run (worker processes), finished or not."""
+
     def _runnable(self, options: EvaluateOptions, names: list[str], table: dict[str, tuple]) -> list[str]:
         """Those of ``names`` whose inputs were given; each other one gets an entry saying what it needs."""
         runnable = []
@@ -472,13 +475,15 @@ class FaceMetrics(MetricFamily):
             else:
                 self.scores[name].setdefault(item, []).append(_face_score(name, other, generated, size))
 
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.shutdown(cancel_futures=True)
+            self.workers = None
+
     def finish(self) -> dict[str, ReportEntry]:
-        try:
-            while self.pending:
-                self._score(*self.pending.popleft())
-        finally:
-            if self.workers is not None:
-                self.workers.shutdown(cancel_futures=True)
+        while self.pending:
+            self._score(*self.pending.popleft())
+        self.close()
         for name in self.running:
             protocol = FACE_METRICS[name][1]
             if not self.scores[name]:
@@ -623,15 +628,22 @@ def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: 
     longer: list[str] = []
     frames_seen = 0
     started = time.perf_counter()
-    for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
-        for family in families:
-            family.start(item)
-        for frame in _scored_frames(item, longer):
+    entries: dict[str, ReportEntry] = {}
+    try:
+        for item in tqdm(items, unit="item", disable=options.quiet, file=sys.stderr, desc="evaluate"):
             for family in families:
-                family.add(frame)
-            if frame.index == 0:
-                thumbnails[item.name] = _first_frame_panels(frame, options.save_visuals, out)
-            frames_seen += 1
+                family.start(item)
+            for frame in _scored_frames(item, longer):
+                for family in families:
+                    family.add(frame)
+                if frame.index == 0:
+                    thumbnails[item.name] = _first_frame_panels(frame, options.save_visuals, out)
+                frames_seen += 1
+        for family in families:  # the face metrics wait here for their last frames' faces
+            entries.update(family.finish())
+    finally:
+        for family in families:
+            family.close()
     seconds = time.perf_counter() - started
     if longer:
         print(
@@ -639,9 +651,6 @@ def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: 
             f"(e.g. {longer[0]}); only the generated frames' count was scored",
             file=sys.stderr,
         )
-    entries: dict[str, ReportEntry] = {}
-    for family in families:
-        entries.update(family.finish())
     report = {name: entries[name] for name in REPORT_ORDER if name in entries}
     write_report(out, report, len(items), frames_seen, seconds, thumbnails)
     return {name: entry.as_dict() for name, entry in report.items()}
