@@ -74,6 +74,11 @@ def _identity_model():
     return _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
 
 
+def load_identity_model() -> None:
+    """Load dlib's identity network now rather than at the first embedding (forked workers then share it)."""
+    _identity_model()
+
+
 @dataclass
 class Face:
     """The largest face of an image: its box (left, top, right, bottom), 68 landmarks (x, y) and embedding."""

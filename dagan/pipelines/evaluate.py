@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dagan.config import ALL_METRICS
 from dagan.errors import DaganError
-from dagan.face import Face, FaceAnalyzer, head_pose
+from dagan.face import Face, FaceAnalyzer, head_pose, load_identity_model
 from dagan.io.arrays import read_arrays
 from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.checkpoint import load_strict, load_torch_file
@@ -414,6 +414,13 @@ def _analyze_frame_faces(generated: np.ndarray, driving: np.ndarray | None) -> t
     return face, (_worker_analyzer.analyze(driving) if face is not None and driving is not None else None)
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, which container limits set), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 #: Frames sent to the face workers and not yet analysed, at most: the rest of the evaluation runs
 #: faster than dlib, and each waiting pair holds its pixels.
 FACE_QUEUE = 16
@@ -433,6 +440,7 @@ class FaceMetrics(MetricFamily):
         if self.running:
             try:
                 FaceAnalyzer()  # dlib and its models are there (one clear error, not one per worker)
+                load_identity_model()
             except DaganError as exc:
                 self.entries.update(
                     {name: ReportEntry.missing(FACE_METRICS[name][1], str(exc)) for name in self.running}
@@ -441,7 +449,7 @@ class FaceMetrics(MetricFamily):
         if self.running and "fork" in multiprocessing.get_all_start_methods():
             # Forked: the workers need only dlib, which the parent has loaded, and no re-import of torch.
             self.workers = ProcessPoolExecutor(
-                max(1, min(4, (os.cpu_count() or 2) - 1)), multiprocessing.get_context("fork"), _start_face_worker
+                max(1, min(4, _usable_cores() - 1)), multiprocessing.get_context("fork"), _start_face_worker
             )
         elif self.running:  # no fork (Windows): one thread, in order, as fast as analysing in place
             self.workers = ThreadPoolExecutor(1, initializer=_start_face_worker)
@@ -455,7 +463,7 @@ class FaceMetrics(MetricFamily):
             return
         source_face = None
         source = frame.item.source
-        if source is not None:
+        if source is not None and any(FACE_METRICS[name][0] == "source" for name in self.running):
             if source not in self.source_faces:
                 self.source_faces[source] = self.workers.submit(_analyze_frame_faces, to_uint8(frame.source), None)
             source_face = self.source_faces[source]
@@ -639,12 +647,12 @@ def _evaluate_items(options: EvaluateOptions, items: list[EvaluationItem], out: 
                 if frame.index == 0:
                     thumbnails[item.name] = _first_frame_panels(frame, options.save_visuals, out)
                 frames_seen += 1
+        seconds = time.perf_counter() - started
         for family in families:  # the face metrics wait here for their last frames' faces
             entries.update(family.finish())
     finally:
         for family in families:
             family.close()
-    seconds = time.perf_counter() - started
     if longer:
         print(
             f"dagan: warning: {len(longer)} driving files have more frames than their generated ones "
