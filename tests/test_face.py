@@ -156,3 +156,125 @@ def test_face_workers_end_when_the_run_fails(tmp_path):
             "--out", str(tmp_path / "r"), "--metrics", "akd", "--quiet"]  # fmt: skip
     assert main(argv) == 2
     assert multiprocessing.active_children() == []
+
+
+def _portrait_variants() -> list[np.ndarray]:
+    """The sample portrait moved, scaled, turned and relit: faces whose chips all differ."""
+    from PIL import Image
+
+    portrait = read_image(PORTRAIT)[..., :3]
+    pixels = Image.fromarray((portrait * 255).round().astype(np.uint8))
+    variants = [portrait, np.roll(portrait, (7, -5), axis=(0, 1)), np.clip(portrait * 0.8 + 0.1, 0, 1)]
+    variants.append(np.asarray(pixels.rotate(12, resample=Image.BILINEAR)) / 255)
+    variants.append(np.asarray(pixels.resize((320, 320), Image.BICUBIC)) / 255)
+    variants.append(np.asarray(pixels.crop((20, 10, 236, 246))) / 255)
+    return variants
+
+
+@needs_portrait
+def test_identity_network_matches_dlibs_own_descriptor():
+    """The torch network computes dlib's face_recognition_model_v1 descriptor, batched, to float rounding."""
+    from dagan.face import FaceAnalyzer, _dlib, _model_folder, _shape_predictor, embed_faces
+    from dagan.io.image import to_uint8
+
+    reference = _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
+    analyzer = FaceAnalyzer()
+    faces, expected = [], []
+    for image in _portrait_variants():
+        pixels = np.ascontiguousarray(to_uint8(image))
+        face = analyzer.analyze(pixels, embed=False)
+        assert face is not None and face.embedding is None
+        shape = _shape_predictor()(pixels, _dlib().rectangle(*face.box))
+        expected.append(np.array(reference.compute_face_descriptor(pixels, shape)))
+        faces.append(face)
+    embed_faces(faces)
+    ours = np.stack([face.embedding for face in faces])
+    expected = np.stack(expected)
+    assert np.abs(ours - expected).max() < 1e-5
+    # The faces differ from each other by far more than the rounding: the comparison can fail.
+    assert np.abs(expected[1:] - expected[0]).max() > 1e-2
+    alone = analyzer.analyze(to_uint8(_portrait_variants()[3]))
+    assert np.abs(alone.embedding - ours[3]).max() < 1e-6  # one face alone gives the batch's value
+
+
+def test_residual_sum_of_unequal_shapes_is_taken_over_the_larger_one():
+    """dlib adds tensors of different channel counts and sizes aligned at the top-left, zero elsewhere."""
+    import torch
+
+    from dagan.nn.dlib_face_resnet import add_aligned
+
+    shortcut = torch.arange(2 * 2 * 2, dtype=torch.float32).view(1, 2, 2, 2)
+    block = torch.full((1, 3, 1, 1), 10.0)
+    total = add_aligned(shortcut, block)
+    assert total.shape == (1, 3, 2, 2)
+    assert torch.equal(total[0, :2], shortcut[0] + torch.tensor([[10.0, 0.0], [0.0, 0.0]]))
+    assert torch.equal(total[0, 2], torch.tensor([[10.0, 0.0], [0.0, 0.0]]))
+
+
+def test_a_damaged_identity_model_file_gets_one_clear_error(tmp_path):
+    from dagan.errors import DaganError
+    from dagan.face import _model_folder
+    from dagan.io.dlib_net import read_dlib_face_resnet
+
+    original = (_model_folder() / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()
+    for name, data in (("cut.dat", original[: len(original) // 2]), ("noise.dat", bytes(range(256)) * 64)):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DaganError, match=name):
+            read_dlib_face_resnet(tmp_path / name)
+    other = _model_folder() / "shape_predictor_5_face_landmarks.dat"
+    if other.is_file():
+        with pytest.raises(DaganError):
+            read_dlib_face_resnet(other)
+
+
+@needs_portrait
+def test_identity_metrics_through_the_workers_equal_dlibs_own(tmp_path, monkeypatch):
+    """AED and CSIM with faces from the workers and embeddings batched across items and a short
+    queue equal the values from dlib's own descriptor, frame by frame in this process."""
+    from dagan.face import _dlib, _model_folder, _shape_predictor
+    from dagan.io.image import to_uint8
+    from dagan.io.video import Mp4Writer, iter_frames, probe_video
+    from dagan.pipelines import evaluate as evaluation
+
+    monkeypatch.setattr(evaluation, "FACE_QUEUE", 2)
+    monkeypatch.setattr(evaluation, "EMBED_BATCH", 3)
+    variants = _portrait_variants()[:4]
+    items = {"a": [1, 2, 3], "b": [3, 0, 2, 1, 2]}
+    for folder in ("gen", "gt", "src"):
+        (tmp_path / folder).mkdir()
+    for name, order in items.items():
+        for folder, frames in (("gen", [variants[i] for i in order]), ("gt", [variants[0]] * len(order))):
+            writer = Mp4Writer(tmp_path / folder / f"{name}.mp4", 25)
+            for frame in frames:
+                writer.write(frame)
+            writer.close()
+        write_png(tmp_path / "src" / f"{name}.png", variants[0 if name == "a" else 1])
+    out = tmp_path / "r"
+    argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--driving", str(tmp_path / "gt"),
+            "--source", str(tmp_path / "src"), "--out", str(out), "--metrics", "aed,csim", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads((out / "metrics.json").read_text())
+
+    reference = _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
+    detector = _dlib().get_frontal_face_detector()
+
+    def descriptor(image: np.ndarray) -> np.ndarray:
+        pixels = np.ascontiguousarray(to_uint8(image[..., :3]))
+        rect = max(detector(pixels, 0), key=lambda r: r.width() * r.height())
+        return np.array(reference.compute_face_descriptor(pixels, _shape_predictor()(pixels, rect)))
+
+    def frames(path):
+        return [descriptor(frame) for frame in iter_frames(probe_video(path))]
+
+    for name in items:
+        source = descriptor(read_image(tmp_path / "src" / f"{name}.png"))
+        aed, csim = [], []
+        for generated, driving in zip(
+            frames(tmp_path / "gen" / f"{name}.mp4"), frames(tmp_path / "gt" / f"{name}.mp4"), strict=True
+        ):
+            a, b = driving / np.linalg.norm(driving), generated / np.linalg.norm(generated)
+            aed.append(np.sum((a - b) ** 2))
+            csim.append(source @ generated / (np.linalg.norm(source) * np.linalg.norm(generated)))
+        assert report["aed"]["per_item"][name] == pytest.approx(np.mean(aed), abs=1e-6)
+        assert report["csim"]["per_item"][name] == pytest.approx(np.mean(csim), abs=1e-6)
+    assert abs(report["aed"]["per_item"]["b"] - report["aed"]["per_item"]["a"]) > 1e-4  # items kept apart

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from dagan.config import ALL_METRICS
 from dagan.errors import DaganError
-from dagan.face import Face, FaceAnalyzer, head_pose, load_identity_model
+from dagan.face import Face, FaceAnalyzer, embed_faces, head_pose, load_identity_model
 from dagan.io.arrays import read_arrays
 from dagan.io.atomic import check_outputs, check_writable_directory, removed_if_failed_empty
 from dagan.io.checkpoint import load_strict, load_torch_file
@@ -78,6 +78,7 @@ FACE_METRICS = {
     "prmse": ("driving", "RMSE in degrees of (pitch, yaw, roll) between driving and generated, solved from six "
               "dlib landmarks against a generic 3-D face with focal = width (not img2pose)"),
 }  # fmt: skip
+EMBEDDING_METRICS = ("aed", "csim")
 SYNTHETIC_AKD = (
     "mean absolute difference (pixels, at the generated size) between the 16 landmarks that the synthetic-head "
     "landmark network (dagan train-landmarks) finds in the generated frame and the ground truth (NAME.npz beside "
@@ -409,9 +410,11 @@ def _start_face_worker() -> None:
 
 
 def _analyze_frame_faces(generated: np.ndarray, driving: np.ndarray | None) -> tuple[Face | None, Face | None]:
-    """The generated frame's face and, when it has one, the driving frame's (in a face worker)."""
-    face = _worker_analyzer.analyze(generated)
-    return face, (_worker_analyzer.analyze(driving) if face is not None and driving is not None else None)
+    """The generated frame's face and, when it has one, the driving frame's (in a face worker, no embeddings)."""
+    face = _worker_analyzer.analyze(generated, embed=False)
+    if face is None or driving is None:
+        return face, None
+    return face, _worker_analyzer.analyze(driving, embed=False)
 
 
 def _usable_cores() -> int:
@@ -424,13 +427,16 @@ def _usable_cores() -> int:
 #: Frames sent to the face workers and not yet analysed, at most: the rest of the evaluation runs
 #: faster than dlib, and each waiting pair holds its pixels.
 FACE_QUEUE = 16
+#: Frame pairs whose faces go through the identity network together (up to three faces each).
+EMBED_BATCH = 8
 
 
 class FaceMetrics(MetricFamily):
     """AKD, AED, CSIM and PRMSE from dlib's face of each frame; frames without a needed face are counted.
 
-    dlib holds the GIL and uses one core, so faces are analysed in worker processes while the
-    network metrics use the main one; each frame's scores are taken in order when the faces come back.
+    dlib holds the GIL and uses one core, so faces are found and aligned in worker processes while
+    the network metrics use the main one; when the faces come back, their identity embeddings (AED,
+    CSIM) are computed in batches in the main process and each frame's scores are taken in order.
     """
 
     def __init__(self, options: EvaluateOptions, names: list[str]):
@@ -457,6 +463,7 @@ class FaceMetrics(MetricFamily):
         self.faceless = dict.fromkeys(self.running, 0)
         self.source_faces: dict[Path, Future] = {}  # sources repeat across items
         self.pending: deque[tuple[Future, Future | None, str, tuple[int, int]]] = deque()
+        self.embeds = any(name in EMBEDDING_METRICS for name in self.running)
 
     def add(self, frame: ScoredFrame) -> None:
         if not self.running:
@@ -470,18 +477,26 @@ class FaceMetrics(MetricFamily):
         driving = to_uint8(frame.driving) if frame.driving is not None else None
         faces = self.workers.submit(_analyze_frame_faces, to_uint8(frame.generated), driving)
         self.pending.append((faces, source_face, frame.item.name, frame.generated.shape[:2]))
-        while len(self.pending) > FACE_QUEUE:
-            self._score(*self.pending.popleft())
+        if len(self.pending) > FACE_QUEUE:
+            self._score_oldest()
 
-    def _score(self, faces: Future, source_face: Future | None, item: str, size: tuple[int, int]) -> None:
-        generated, driving = faces.result()
-        source = source_face.result()[0] if source_face is not None else None
-        for name in self.running:
-            other = source if FACE_METRICS[name][0] == "source" else driving
-            if generated is None or other is None:
-                self.faceless[name] += 1
-            else:
-                self.scores[name].setdefault(item, []).append(_face_score(name, other, generated, size))
+    def _score_oldest(self) -> None:
+        """Score the oldest waiting frames, in order, with their embeddings computed in one batch."""
+        batch = [self.pending.popleft() for _ in range(min(EMBED_BATCH, len(self.pending)))]
+        found = []
+        for faces, source_face, item, size in batch:
+            generated, driving = faces.result()
+            source = source_face.result()[0] if source_face is not None else None
+            found.append((generated, driving, source, item, size))
+        if self.embeds:
+            embed_faces([face for entry in found for face in entry[:3] if face is not None])
+        for generated, driving, source, item, size in found:
+            for name in self.running:
+                other = source if FACE_METRICS[name][0] == "source" else driving
+                if generated is None or other is None:
+                    self.faceless[name] += 1
+                else:
+                    self.scores[name].setdefault(item, []).append(_face_score(name, other, generated, size))
 
     def close(self) -> None:
         if self.workers is not None:
@@ -490,7 +505,7 @@ class FaceMetrics(MetricFamily):
 
     def finish(self) -> dict[str, ReportEntry]:
         while self.pending:
-            self._score(*self.pending.popleft())
+            self._score_oldest()
         self.close()
         for name in self.running:
             protocol = FACE_METRICS[name][1]
