@@ -95,6 +95,16 @@ def test_evaluate_with_network_weights_and_fid_of_a_set_with_itself(alexnet_file
     assert runs["gen"]["lpips"]["value"] == 0.0 and runs["gen"]["lpips"]["count"] == 4
     assert abs(runs["gen"]["fid"]["value"]) < 1e-6
     assert runs["other"]["lpips"]["value"] > 0 and runs["other"]["fid"]["value"] > 1e-3
+    # On CPU the networks run channels-last: the values are those of the plain layout.
+    from dagan.io.image import read_image
+
+    def frames(folder: str) -> torch.Tensor:
+        images = [read_image(tmp_path / folder / f"{i}.png")[..., :3] for i in range(4)]
+        return torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy()).float()
+
+    with torch.no_grad():
+        direct = load_lpips(alexnet_file).eval()(frames("other"), frames("gt"))
+    assert runs["other"]["lpips"]["value"] == pytest.approx(float(direct.double().mean()), rel=1e-5)
 
 
 def test_csim_with_arcface_weights(tmp_path):

