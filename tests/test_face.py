@@ -221,6 +221,8 @@ def test_a_damaged_identity_model_file_gets_one_clear_error(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(DaganError, match=name):
             read_dlib_face_resnet(tmp_path / name)
+    with pytest.raises(DaganError, match="cannot read"):
+        read_dlib_face_resnet(tmp_path / "absent.dat")
     other = _model_folder() / "shape_predictor_5_face_landmarks.dat"
     if other.is_file():
         with pytest.raises(DaganError):

@@ -74,6 +74,17 @@ def test_fid_inception_matches_pytorch_fid(inception_file, monkeypatch):
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
 
 
+def test_inception_with_folded_batch_norms_gives_the_same_features(inception_file):
+    plain = load_fid_inception(inception_file).eval()
+    folded = load_fid_inception(inception_file).fold_batch_norms()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    images = torch.from_numpy(np.random.default_rng(3).random((2, 3, 96, 96))).float()
+    with torch.no_grad():
+        expected, got = plain(images), folded(images.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-4)
+    assert float(expected.std()) > 1e-3  # features that vary: the comparison can fail
+
+
 @pytest.mark.slow
 def test_evaluate_with_network_weights_and_fid_of_a_set_with_itself(alexnet_file, inception_file, tmp_path):
     rng = np.random.default_rng(2)

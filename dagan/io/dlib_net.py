@@ -107,7 +107,11 @@ def _layer(stream: _Stream, name: str) -> np.ndarray | None:
 def read_dlib_face_resnet(path: str | Path) -> DlibFaceResNet:
     """dlib's ``dlib_face_recognition_resnet_model_v1.dat`` as a ``DlibFaceResNet`` in eval mode."""
     path = Path(path)
-    stream = _Stream(path.read_bytes(), path.name)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DaganError(f"cannot read dlib's face recognition network {path}: {exc.strerror}") from None
+    stream = _Stream(data, path.name)
     stream.integer()
     if not stream.string().startswith("loss_metric_"):
         raise DaganError(f"{path.name}: not dlib's face recognition network (no metric loss layer)")
