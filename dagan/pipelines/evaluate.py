@@ -498,7 +498,10 @@ class FaceMetrics(MetricFamily):
             source = source_face.result()[0] if source_face is not None else None
             found.append((generated, driving, source, item, size))
         if self.embeds:
-            embed_faces([face for entry in found for face in entry[:3] if face is not None])
+            # Only the faces an identity metric compares: AED the driving one, CSIM the source.
+            roles = {FACE_METRICS[name][0] for name in self.running if name in EMBEDDING_METRICS}
+            wanted = [(g, d if "driving" in roles else None, s if "source" in roles else None) for g, d, s, *_ in found]
+            embed_faces([face for faces in wanted for face in faces if face is not None])
         for generated, driving, source, item, size in found:
             for name in self.running:
                 other = source if FACE_METRICS[name][0] == "source" else driving
