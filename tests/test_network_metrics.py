@@ -60,6 +60,17 @@ def test_lpips_matches_the_lpips_package(alexnet_file):
     assert float(ours(a, a).abs().max()) == 0.0
 
 
+def test_lpips_builds_only_alexnets_trunk_with_initialised_weights():
+    from dagan.nn.lpips import LPIPS
+
+    network = LPIPS()
+    trunk = torchvision.models.alexnet(weights=None).features
+    assert [tuple(p.shape) for p in network.features.parameters()] == [tuple(p.shape) for p in trunk.parameters()]
+    for parameter in network.features.parameters():
+        assert parameter.device.type == "cpu" and torch.isfinite(parameter).all()
+        assert float(parameter.abs().max()) < 1.0  # torch's default initialisation, not leftover memory
+
+
 @pytest.mark.slow
 def test_fid_inception_matches_pytorch_fid(inception_file, monkeypatch):
     reference_package = pytest.importorskip("pytorch_fid.inception")

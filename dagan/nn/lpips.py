@@ -21,7 +21,15 @@ class LPIPS(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.features = torchvision.models.alexnet(weights=None).features
+        # Only AlexNet's convolutional trunk is used: building the whole network would spend half a
+        # second initialising its 58M classifier weights, so it is built on the meta device and
+        # only the trunk is given memory and initialised.
+        with torch.device("meta"):
+            trunk = torchvision.models.alexnet(weights=None).features
+        self.features = trunk.to_empty(device="cpu")
+        for layer in self.features:
+            if isinstance(layer, nn.Conv2d):
+                layer.reset_parameters()
         for index, channels in enumerate(CHANNELS):
             self.add_module(f"lin{index}", nn.Conv2d(channels, 1, 1, bias=False))
         self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1), persistent=False)
