@@ -68,7 +68,8 @@ def test_lpips_builds_only_alexnets_trunk_with_initialised_weights():
     assert [tuple(p.shape) for p in network.features.parameters()] == [tuple(p.shape) for p in trunk.parameters()]
     for parameter in network.features.parameters():
         assert parameter.device.type == "cpu" and torch.isfinite(parameter).all()
-        assert float(parameter.abs().max()) < 1.0  # torch's default initialisation, not leftover memory
+        # torch's default initialisation, not leftover memory (nor zeros)
+        assert 0 < float(parameter.std()) and float(parameter.abs().max()) < 1.0
 
 
 @pytest.mark.slow
