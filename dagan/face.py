@@ -102,7 +102,7 @@ class Face:
 @torch.inference_mode()
 def embed_faces(faces: list[Face]) -> None:
     """Fill in the embedding of each face that has none, all in one batch through the identity network."""
-    missing = [face for face in faces if face.embedding is None]
+    missing = list({id(face): face for face in faces if face.embedding is None}.values())  # a source repeats
     if not missing:
         return
     network = _identity_network()

@@ -3,7 +3,8 @@
 dlib writes a network with its own serialiser, outermost layer first: the loss layer, one version
 number per layer wrapper down to the input, the input layer, then each layer's record from the
 input outwards. The wiring (tags, skips) is not in the file: it is the architecture that
-``dagan.nn.dlib_face_resnet`` builds, so the records are checked against it as they are read.
+``dagan.nn.dlib_face_resnet`` builds, so each record's name, shape, strides and paddings are
+checked against it.
 
 The encodings (dlib's ``serialize.h``): an integer is a control byte (0x80 = negative, low four
 bits = byte count) then that many little-endian bytes; a string is its length then its bytes; a
@@ -72,36 +73,40 @@ class _Stream:
             self.integer()
 
 
-def _layer(stream: _Stream, name: str) -> np.ndarray | None:
-    """Read one layer record after its name; the parameters of a convolution, affine or fc layer."""
-    if name.startswith("con_"):
+#: The record names (with dlib's format versions) that this reader knows.
+CONVOLUTION, AFFINE, FULLY_CONNECTED = "con_4", "affine_", "fc_2"
+_POOLS, _PLAIN = ("max_pool_2", "avg_pool_2"), ("relu_", "add_prev_")
+
+
+def _layer(stream: _Stream, name: str) -> tuple[np.ndarray, tuple[int, ...]] | None:
+    """Read one layer record after its name: the parameters and geometry of a convolution, affine or fc layer."""
+    if name == CONVOLUTION:
         params = stream.tensor()
-        for _ in range(7):  # filters, rows, columns, strides, paddings: the architecture fixes them
-            stream.integer()
+        geometry = tuple(stream.integer() for _ in range(7))  # filters, rows, columns, strides, paddings
         stream.alias(), stream.alias()
         for _ in range(4):  # learning-rate and weight-decay multipliers
             stream.real()
-        return params
-    if name == "affine_":
+        return params, geometry
+    if name == AFFINE:
         params = stream.tensor()
         stream.alias(), stream.alias()
         stream.integer()
-        return params
-    if name.startswith(("max_pool_", "avg_pool_")):
+        return params, ()
+    if name in _POOLS:
         for _ in range(6):
             stream.integer()
         return None
-    if name in ("relu_", "add_prev_"):
+    if name in _PLAIN:
         return None
-    if name.startswith("fc_"):
-        outputs, inputs = stream.integer(), stream.integer()
-        params = stream.tensor().reshape(inputs, outputs)
+    if name == FULLY_CONNECTED:
+        geometry = (stream.integer(), stream.integer())  # outputs, inputs
+        params = stream.tensor()
         stream.alias(), stream.alias()
         stream.integer()
         for _ in range(4):
             stream.real()
-        return params
-    raise DaganError(f"{stream.name}: layer {name!r} is not in dlib's face recognition ResNet")
+        return params, geometry
+    raise DaganError(f"{stream.name}: layer record {name!r} is not one of dlib's face recognition ResNet v1")
 
 
 def read_dlib_face_resnet(path: str | Path) -> DlibFaceResNet:
@@ -111,26 +116,33 @@ def read_dlib_face_resnet(path: str | Path) -> DlibFaceResNet:
         data = path.read_bytes()
     except OSError as exc:
         raise DaganError(f"cannot read dlib's face recognition network {path}: {exc.strerror}") from None
-    stream = _Stream(data, path.name)
+    try:
+        return _network(_records(_Stream(data, path.name)), path.name)
+    except (ValueError, OverflowError) as exc:  # a damaged number: a float out of range, an impossible shape
+        raise DaganError(f"{path.name}: damaged dlib network file ({exc})") from None
+
+
+def _records(stream: _Stream) -> list[tuple[str, np.ndarray, tuple[int, ...]]]:
+    """The parameter-holding layer records, from the input outwards."""
     stream.integer()
     if not stream.string().startswith("loss_metric_"):
-        raise DaganError(f"{path.name}: not dlib's face recognition network (no metric loss layer)")
+        raise DaganError(f"{stream.name}: not dlib's face recognition network (no metric loss layer)")
     stream.real(), stream.real()
     while stream.integer() != 3:  # wrapper versions down to the layer on the input (version 3)
         pass
     if stream.string() != "input_rgb_image_sized":
-        raise DaganError(f"{path.name}: not dlib's face recognition network (no RGB image input)")
+        raise DaganError(f"{stream.name}: not dlib's face recognition network (no RGB image input)")
     for _ in range(3):
         stream.real()
     stream.integer(), stream.integer()
 
-    params: list[tuple[str, np.ndarray]] = []
+    records = []
     innermost = True
     while stream.at < len(stream.data):
         name = stream.string()
         found = _layer(stream, name)
         if found is not None:
-            params.append((name, found))
+            records.append((name, *found))
         for _ in range(3):  # the wrapper's state flags and its (empty) gradient and output buffers
             stream.boolean()
         for _ in range(3):
@@ -138,36 +150,41 @@ def read_dlib_face_resnet(path: str | Path) -> DlibFaceResNet:
         if innermost:
             stream.integer()  # the input layer's sample expansion factor
             innermost = False
-    return _network(params, path.name)
+    return records
 
 
-def _network(params: list[tuple[str, np.ndarray]], name: str) -> DlibFaceResNet:
-    """Fill the network's convolutions, affines and fc, in forward order, from the records' parameters."""
+def _geometry(module: torch.nn.Module) -> tuple[int, ...]:
+    """What dlib records for a layer's shape: (filters, rows, columns, strides, paddings) or (outputs, inputs)."""
+    if isinstance(module, torch.nn.Conv2d):
+        return (module.out_channels, *module.kernel_size, *module.stride, *module.padding)
+    if isinstance(module, torch.nn.Linear):
+        return (module.out_features, module.in_features)
+    return ()
+
+
+def _network(records: list[tuple[str, np.ndarray, tuple[int, ...]]], name: str) -> DlibFaceResNet:
+    """Fill the network's convolutions, affines and fc, in forward order, from the records, checking each."""
     network = DlibFaceResNet()
-    targets: list[tuple[str, torch.nn.Module]] = [("con_", network.conv), ("affine_", network.affine)]
+    targets: list[tuple[str, torch.nn.Module]] = [(CONVOLUTION, network.conv), (AFFINE, network.affine)]
     for block in network.blocks:
         targets += [
-            ("con_", block.conv1),
-            ("affine_", block.affine1),
-            ("con_", block.conv2),
-            ("affine_", block.affine2),
+            (CONVOLUTION, block.conv1),
+            (AFFINE, block.affine1),
+            (CONVOLUTION, block.conv2),
+            (AFFINE, block.affine2),
         ]
-    targets.append(("fc_", network.fc))
-    records = [record for record, _ in params]
-    wanted = [kind for kind, _ in targets]
-    if len(records) != len(wanted) or any(not r.startswith(k) for r, k in zip(records, wanted, strict=True)):
+    targets.append((FULLY_CONNECTED, network.fc))
+    if [record[0] for record in records] != [kind for kind, _ in targets]:
         raise DaganError(f"{name}: its layers are not those of dlib's face recognition ResNet v1")
     with torch.no_grad():
-        for (kind, module), (_, values) in zip(targets, params, strict=True):
+        for (kind, module), (_, values, geometry) in zip(targets, records, strict=True):
+            tensors = [module.weight] if kind == FULLY_CONNECTED else [module.weight, module.bias]
+            if geometry != _geometry(module) or values.size != sum(t.numel() for t in tensors):
+                raise DaganError(f"{name}: a {kind} layer's shape is not the one dlib's face recognition ResNet v1 has")
             flat = torch.from_numpy(values.reshape(-1).copy())
-            if kind == "fc_":
-                if tuple(values.shape) != (module.in_features, module.out_features):
-                    raise DaganError(f"{name}: its fc layer is {values.shape}, not {module.in_features}x128")
+            if kind == FULLY_CONNECTED:  # dlib stores (inputs, outputs)
                 module.weight.copy_(flat.view(module.in_features, module.out_features).T)
                 continue
-            tensors = [module.weight, module.bias]
-            if flat.numel() != sum(t.numel() for t in tensors):
-                raise DaganError(f"{name}: a layer holds {flat.numel()} values, the architecture needs another count")
             for tensor, part in zip(tensors, flat.split([t.numel() for t in tensors]), strict=True):
                 tensor.copy_(part.view_as(tensor))
     return network.eval()

@@ -451,11 +451,13 @@ class FaceMetrics(MetricFamily):
     def __init__(self, options: EvaluateOptions, names: list[str]):
         super().__init__()
         self.running = self._runnable(options, names, FACE_METRICS)
+        self.embeds = any(name in EMBEDDING_METRICS for name in self.running)
         self.workers: Executor | None = None
         if self.running:
             try:
                 FaceAnalyzer()  # dlib and its models are there (one clear error, not one per worker)
-                load_identity_model()
+                if self.embeds:
+                    load_identity_model()
             except DaganError as exc:
                 self.entries.update(
                     {name: ReportEntry.missing(FACE_METRICS[name][1], str(exc)) for name in self.running}
@@ -472,7 +474,6 @@ class FaceMetrics(MetricFamily):
         self.faceless = dict.fromkeys(self.running, 0)
         self.source_faces: dict[Path, Future] = {}  # sources repeat across items
         self.pending: deque[tuple[Future, Future | None, str, tuple[int, int]]] = deque()
-        self.embeds = any(name in EMBEDDING_METRICS for name in self.running)
 
     def add(self, frame: ScoredFrame) -> None:
         if not self.running:
