@@ -164,9 +164,11 @@ class Trainer(TrainingLoop):
         if options.compile:
             # The networks, not the objectives: the equivariance Jacobian differentiates the warp
             # twice, which compiled graphs cannot, and compiled modules keep their state-dict keys.
+            # Static shapes, as in animate: a network seen before at another size would otherwise
+            # be recompiled with symbolic sizes, which inductor fails on for these graphs.
             for network in (self.kp_detector, self.generator, self.discriminator, self.depth, vgg):
                 if network is not None:
-                    network.compile()
+                    network.compile(dynamic=False)
         # Loss scaling keeps fp16 gradients from underflowing; bf16 and fp32 do not need it.
         self.scalers = {
             name: torch.amp.GradScaler(self.device.type, enabled=options.precision == "fp16")
