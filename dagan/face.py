@@ -73,10 +73,15 @@ def _shape_predictor():
     return _dlib().shape_predictor(str(_model_folder() / "shape_predictor_68_face_landmarks.dat"))
 
 
+def identity_model_path() -> Path:
+    """dlib's face recognition network file, as face-recognition-models ships it."""
+    return _model_folder() / "dlib_face_recognition_resnet_model_v1.dat"
+
+
 @cache
 def _identity_network() -> DlibFaceResNet:
     # Loaded only when an embedding is asked for.
-    return read_dlib_face_resnet(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat")
+    return read_dlib_face_resnet(identity_model_path())
 
 
 def load_identity_model() -> None:

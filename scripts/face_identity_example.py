@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from dagan.face import FaceAnalyzer, _dlib, _model_folder, _shape_predictor, embed_faces
+from dagan.face import FaceAnalyzer, _dlib, _shape_predictor, embed_faces, identity_model_path
 from dagan.io.image import to_uint8, write_png
 from dagan.io.video import iter_frames, probe_video
 
@@ -53,7 +53,7 @@ def main() -> None:
     frames = [np.ascontiguousarray(to_uint8(f)) for i, f in enumerate(iter_frames(probe_video(args.video))) if i < 120]
     chosen = frames[::40][:4]
     analyzer = FaceAnalyzer()
-    reference = _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
+    reference = _dlib().face_recognition_model_v1(str(identity_model_path()))
     faces, pairs = [], []
     for pixels in chosen:
         face = analyzer.analyze(pixels, embed=False)

@@ -174,10 +174,10 @@ def _portrait_variants() -> list[np.ndarray]:
 @needs_portrait
 def test_identity_network_matches_dlibs_own_descriptor():
     """The torch network computes dlib's face_recognition_model_v1 descriptor, batched, to float rounding."""
-    from dagan.face import FaceAnalyzer, _dlib, _model_folder, _shape_predictor, embed_faces
+    from dagan.face import FaceAnalyzer, _dlib, _shape_predictor, embed_faces, identity_model_path
     from dagan.io.image import to_uint8
 
-    reference = _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
+    reference = _dlib().face_recognition_model_v1(str(identity_model_path()))
     analyzer = FaceAnalyzer()
     faces, expected = [], []
     for image in _portrait_variants():
@@ -213,10 +213,10 @@ def test_residual_sum_of_unequal_shapes_is_taken_over_the_larger_one():
 
 def test_a_damaged_identity_model_file_gets_one_clear_error(tmp_path):
     from dagan.errors import DaganError
-    from dagan.face import _model_folder
+    from dagan.face import _model_folder, identity_model_path
     from dagan.io.dlib_net import read_dlib_face_resnet
 
-    original = (_model_folder() / "dlib_face_recognition_resnet_model_v1.dat").read_bytes()
+    original = identity_model_path().read_bytes()
     for name, data in (("cut.dat", original[: len(original) // 2]), ("noise.dat", bytes(range(256)) * 64)):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(DaganError, match=name):
@@ -251,7 +251,7 @@ def test_a_damaged_identity_model_file_gets_one_clear_error(tmp_path):
 def test_identity_metrics_through_the_workers_equal_dlibs_own(tmp_path, monkeypatch):
     """AED and CSIM with faces from the workers and embeddings batched across items and a short
     queue equal the values from dlib's own descriptor, frame by frame in this process."""
-    from dagan.face import _dlib, _model_folder, _shape_predictor
+    from dagan.face import _dlib, _shape_predictor, identity_model_path
     from dagan.io.image import to_uint8
     from dagan.io.video import Mp4Writer, iter_frames, probe_video
     from dagan.pipelines import evaluate as evaluation
@@ -275,7 +275,7 @@ def test_identity_metrics_through_the_workers_equal_dlibs_own(tmp_path, monkeypa
     assert main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
 
-    reference = _dlib().face_recognition_model_v1(str(_model_folder() / "dlib_face_recognition_resnet_model_v1.dat"))
+    reference = _dlib().face_recognition_model_v1(str(identity_model_path()))
     detector = _dlib().get_frontal_face_detector()
 
     def descriptor(image: np.ndarray) -> np.ndarray:
