@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.ndimage import correlate1d
 
 from dagan.metrics.matlab import fspecial_gaussian
 
@@ -36,11 +35,7 @@ def l1(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def _ssim_map(x: np.ndarray, y: np.ndarray, mean, covariance_factor: float = 1.0) -> np.ndarray:
-    mx, my = mean(x), mean(y)
-    vx = (mean(x * x) - mx * mx) * covariance_factor
-    vy = (mean(y * y) - my * my) * covariance_factor
-    cxy = (mean(x * y) - mx * my) * covariance_factor
+def _ssim_formula(mx: np.ndarray, my: np.ndarray, vx: np.ndarray, vy: np.ndarray, cxy: np.ndarray) -> np.ndarray:
     c1, c2 = K1**2, K2**2
     return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
 
@@ -64,16 +59,46 @@ def _per_channel(a: np.ndarray, b: np.ndarray, window: int) -> list[tuple[np.nda
     return [(a[..., c], b[..., c]) for c in range(a.shape[-1])]
 
 
+#: Output samples per matrix product of the banded filter below.
+_BAND_BLOCK = 32
+
+
+def _valid_filter(stack: np.ndarray, taps: np.ndarray, axis: int) -> np.ndarray:
+    """Correlation of ``stack`` (M, H, W) with ``taps`` along ``axis`` (1 or 2), valid region only.
+
+    Each block of output samples is one matrix product with a small banded matrix of the taps:
+    BLAS does the multiply-adds about twice as fast as ``correlate1d`` along the contiguous axis,
+    and five times as fast along the strided one, for the same sums.
+    """
+    width = len(taps)
+    length = stack.shape[axis] - width + 1
+    band = np.zeros((_BAND_BLOCK + width - 1, _BAND_BLOCK))
+    for i in range(_BAND_BLOCK):
+        band[i : i + width, i] = taps
+    shape = list(stack.shape)
+    shape[axis] = length
+    out = np.empty(shape)
+    for start in range(0, length, _BAND_BLOCK):
+        count = min(_BAND_BLOCK, length - start)
+        window = band[: count + width - 1, :count]
+        if axis == 2:
+            np.matmul(stack[:, :, start : start + count + width - 1], window, out=out[:, :, start : start + count])
+        else:
+            np.matmul(window.T, stack[:, start : start + count + width - 1], out=out[:, start : start + count])
+    return out
+
+
 def ssim_gaussian(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM with an 11x11 Gaussian window (sigma 1.5) over the valid region (MATLAB / BasicSR)."""
     # fspecial's Gaussian is separable: two 1-D passes give the same window sums, 5x faster.
     taps = fspecial_gaussian(11, 1.5).sum(axis=0)
-
-    def mean(z: np.ndarray) -> np.ndarray:
-        rows = correlate1d(z, taps, axis=0, mode="constant")
-        return correlate1d(rows, taps, axis=1, mode="constant")[5:-5, 5:-5]
-
-    return float(np.mean([_ssim_map(x, y, mean).mean() for x, y in _per_channel(a, b, 11)]))
+    channels = _per_channel(a, b, 11)
+    x, y = np.stack([x for x, _ in channels]), np.stack([y for _, y in channels])
+    # The five statistics of every channel are filtered together, one pass per axis.
+    maps = np.concatenate([x, y, x * x, y * y, x * y])
+    mx, my, mxx, myy, mxy = np.split(_valid_filter(_valid_filter(maps, taps, 2), taps, 1), 5)
+    ssim_maps = _ssim_formula(mx, my, mxx - mx * mx, myy - my * my, mxy - mx * my)
+    return float(np.mean(ssim_maps.mean(axis=(1, 2))))
 
 
 def ssim_skimage(a: np.ndarray, b: np.ndarray) -> float:

@@ -22,30 +22,62 @@ def _max(x: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
 
 
-class _FidPooling:
-    """Recompute the pooling branch of a torchvision block with FID's pooling."""
+def _pooling_branch(block: nn.Module, x: torch.Tensor, pool) -> torch.Tensor:
+    """The block's pooling branch with FID's pooling."""
+    if pool is _max:
+        return block.branch_pool(pool(x))
+    # An average that ignores padding commutes with the branch's 1x1 convolution and batch norm
+    # (both affine per pixel, and the weights of the average sum to one): pooling after them, on
+    # 32-192 channels instead of 192-2048, gives the same values to float rounding, faster.
+    branch = block.branch_pool
+    return F.relu(pool(branch.bn(branch.conv(x))))
+
+
+class FidInceptionA(inception.InceptionA):
+    """InceptionA with padding-free average pooling."""
 
     pool = staticmethod(_average_without_padding)
 
     def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        outputs = super()._forward(x)
-        outputs[-1] = self.branch_pool(self.pool(x))
-        return outputs
+        # torchvision's own _forward would also compute its pooling branch, only to have it replaced.
+        return [
+            self.branch1x1(x),
+            self.branch5x5_2(self.branch5x5_1(x)),
+            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+            _pooling_branch(self, x, self.pool),
+        ]
 
 
-class FidInceptionA(_FidPooling, inception.InceptionA):
-    """InceptionA with padding-free average pooling."""
-
-
-class FidInceptionC(_FidPooling, inception.InceptionC):
+class FidInceptionC(inception.InceptionC):
     """InceptionC with padding-free average pooling."""
 
+    pool = staticmethod(_average_without_padding)
 
-class FidInceptionE1(_FidPooling, inception.InceptionE):
+    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        seven = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        double = self.branch7x7dbl_1(x)
+        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
+            double = layer(double)
+        return [self.branch1x1(x), seven, double, _pooling_branch(self, x, self.pool)]
+
+
+class FidInceptionE1(inception.InceptionE):
     """The first InceptionE, with padding-free average pooling."""
 
+    pool = staticmethod(_average_without_padding)
 
-class FidInceptionE2(_FidPooling, inception.InceptionE):
+    def _forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        three = self.branch3x3_1(x)
+        double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        return [
+            self.branch1x1(x),
+            torch.cat([self.branch3x3_2a(three), self.branch3x3_2b(three)], 1),
+            torch.cat([self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double)], 1),
+            _pooling_branch(self, x, self.pool),
+        ]
+
+
+class FidInceptionE2(FidInceptionE1):
     """The last InceptionE, with max pooling."""
 
     pool = staticmethod(_max)
