@@ -3,18 +3,20 @@
 Pairs are frames of the sample driving video (or a synthetic pattern when ../shared is absent),
 256x256: generated = frame i shifted by two pixels, driving = frame i, source = frame 0. The
 network metrics use deterministic random weights (the pretrained ones cannot be downloaded here;
-the cost is the same). Each group runs on 4 pairs, then again on 4 and on ``--pairs``: the last
-two give the cost of one more pair (the first run fills what the process keeps between runs),
-and the first the start-up of a fresh process (weights, dlib's models, the face worker, FID's
-matrix square root), printed beside it. LSE is timed separately on a 3-second 25 fps video with
-audio.
+the cost is the same). Each group runs on 4 pairs (a fresh process's start-up: weights, dlib's
+models, the face worker), then ``--repeats`` times on 4 and on ``--pairs`` pairs, alternating: the
+difference of the median times gives the cost of one more pair. FID's Fréchet distance (a
+2048-d matrix square root, 10-15 s, once per run whatever its length) is timed inside each run
+and printed on its own line: left in, its run-to-run spread (about a second) would swamp the
+per-pair cost. LSE is timed separately on a 3-second 25 fps video with audio.
 
-    python benchmarks/evaluate.py [--pairs 32]
+    python benchmarks/evaluate.py [--pairs 64] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +33,7 @@ from dagan.io.image import to_uint8, write_png  # noqa: E402
 from dagan.metrics.fid import feature_statistics, frechet_distance  # noqa: E402
 from dagan.nn.fid_inception import FidInception  # noqa: E402
 from dagan.nn.syncnet import SyncNet  # noqa: E402
+from dagan.pipelines import evaluate as evaluation  # noqa: E402
 from dagan.pipelines.evaluate import EvaluateOptions, evaluate  # noqa: E402
 
 GROUPS = {
@@ -48,10 +51,13 @@ STARTUP_PAIRS = 4
 def main() -> None:
     """Write the pairs and weights, time each metric group, print a table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pairs", type=int, default=32, help=f"pairs of the long run (more than {STARTUP_PAIRS})")
+    parser.add_argument("--pairs", type=int, default=64, help=f"pairs of the long run (more than {STARTUP_PAIRS})")
+    parser.add_argument("--repeats", type=int, default=3, help="short and long runs of each group, for medians")
     args = parser.parse_args()
     if args.pairs <= STARTUP_PAIRS:
         parser.error(f"--pairs must be more than {STARTUP_PAIRS}")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     with tempfile.TemporaryDirectory(prefix="dagan-eval-bench-") as tmp:
         root = Path(tmp)
         frames = sample_frames()
@@ -67,34 +73,51 @@ def main() -> None:
         torch.save(torchvision.models.alexnet(weights=None).state_dict(), root / "alexnet.pth")
         torch.save(randomise_(FidInception(), torch.Generator().manual_seed(1)).state_dict(), root / "inception.pth")
         rows = []
-        features = np.random.default_rng(0).normal(size=(args.pairs, 2048))
-        started = time.perf_counter()
-        frechet_distance(*feature_statistics(features), *feature_statistics(features + 0.1))
-        fixed = time.perf_counter() - started
+        frechet_seconds: list[float] = []
 
-        def run(metrics: str, count: int) -> float:
+        def timed_frechet(*statistics_) -> float:
+            started = time.perf_counter()
+            try:
+                return frechet_distance(*statistics_)
+            finally:
+                frechet_seconds.append(time.perf_counter() - started)
+
+        evaluation.frechet_distance = timed_frechet
+
+        def run(metrics: str, count: int) -> tuple[float, float]:
+            """Seconds of one evaluation, and of its Fréchet distance (0 without FID)."""
             options = EvaluateOptions(
                 generated=root / f"gen{count}", driving=root / f"gt{count}", source=root / f"src{count}",
                 out=root / f"report{count}", metrics=tuple(metrics.split(",")), lpips_weights=root / "alexnet.pth",
                 fid_weights=root / "inception.pth", device="cpu", quiet=True,
             )  # fmt: skip
+            frechet_seconds.clear()
             started = time.perf_counter()
             evaluate(options)
-            return time.perf_counter() - started
+            return time.perf_counter() - started, sum(frechet_seconds)
 
         for label, metrics in GROUPS.items():
-            # The start-up (loading weights and dlib's models, starting the face worker, FID's
-            # matrix square root) is paid once per run: the per-pair cost is the difference between
-            # a run of --pairs pairs and one of STARTUP_PAIRS, both after a first short run that
-            # fills what this process keeps between runs (dlib's models, oneDNN's kernels). That
-            # first run gives the start-up of a fresh process.
-            first = run(metrics, STARTUP_PAIRS)
-            short, long = run(metrics, STARTUP_PAIRS), run(metrics, args.pairs)
+            # The start-up (loading weights and dlib's models, starting the face worker) is paid
+            # once per run: the per-pair cost is the difference between runs of --pairs pairs and
+            # of STARTUP_PAIRS, all after a first short run that fills what this process keeps
+            # between runs (dlib's models, oneDNN's kernels). That first run gives the start-up
+            # of a fresh process.
+            first, first_frechet = run(metrics, STARTUP_PAIRS)
+            shorts, longs = [], []
+            for _ in range(args.repeats):
+                shorts.append(run(metrics, STARTUP_PAIRS))
+                longs.append(run(metrics, args.pairs))
+            short = statistics.median(total - frechet for total, frechet in shorts)
+            long = statistics.median(total - frechet for total, frechet in longs)
+            whole = statistics.median(total for total, _ in longs)
             per_pair = (long - short) / (args.pairs - STARTUP_PAIRS)
-            startup = first - STARTUP_PAIRS * per_pair
+            startup = first - first_frechet - STARTUP_PAIRS * per_pair
             rows.append((label, f"{1 / per_pair:.2f} pairs/s  ({per_pair:.3f} s/pair; start-up {startup:.1f} s; "
-                                f"a whole run of {args.pairs}: {long / args.pairs:.3f} s/pair)"))  # fmt: skip
-        rows.append(("fid: Fréchet distance, once per run (2048-d sqrtm)", f"{fixed:.1f} s"))
+                                f"a whole run of {args.pairs}: {whole / args.pairs:.3f} s/pair)"))  # fmt: skip
+        features = np.random.default_rng(0).normal(size=(args.pairs, 2048))
+        started = time.perf_counter()
+        frechet_distance(*feature_statistics(features), *feature_statistics(features + 0.1))
+        rows.append(("fid: Fréchet distance, once per run (2048-d sqrtm)", f"{time.perf_counter() - started:.1f} s"))
         (root / "video").mkdir()
         _write_talking_video(root / "video" / "talk.mp4", [np.asarray(f) for f in frames[:75]])
         torch.save(randomise_(SyncNet(), torch.Generator().manual_seed(2)).state_dict(), root / "syncnet.model")

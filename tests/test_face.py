@@ -94,8 +94,9 @@ def test_find_best_frame_picks_the_pose_closest_to_the_source(tmp_path, tiny_fil
 @needs_portrait
 def test_background_face_analysis_scores_each_frame_of_each_item(tmp_path, monkeypatch):
     """Faces come back from the worker processes through a queue shorter than the videos: each
-    item's AKD equals one computed in this process from the same frames."""
-    from dagan.face import FaceAnalyzer
+    item's AKD, and its PRMSE from the poses the workers solve, equal those computed in this
+    process from the same frames."""
+    from dagan.face import FaceAnalyzer, head_pose
     from dagan.io.video import Mp4Writer, iter_frames, probe_video
     from dagan.pipelines import evaluate as evaluation
 
@@ -112,20 +113,24 @@ def test_background_face_analysis_scores_each_frame_of_each_item(tmp_path, monke
             writer.close()
     out = tmp_path / "r"
     argv = ["evaluate", "--generated", str(tmp_path / "gen"), "--driving", str(tmp_path / "gt"),
-            "--out", str(out), "--metrics", "akd", "--quiet"]  # fmt: skip
+            "--out", str(out), "--metrics", "akd,prmse", "--quiet"]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((out / "metrics.json").read_text())
     analyzer = FaceAnalyzer()
-    expected = {}
+    expected, expected_prmse = {}, {}
+    h, w = portrait.shape[:2]
     for name in shifts:
         generated = [analyzer.analyze(f) for f in iter_frames(probe_video(tmp_path / "gen" / f"{name}.mp4"))]
         driving = [analyzer.analyze(f) for f in iter_frames(probe_video(tmp_path / "gt" / f"{name}.mp4"))]
-        expected[name] = np.mean(
-            [np.mean(np.abs(d.landmarks - g.landmarks)) for g, d in zip(generated, driving, strict=True)]
-        )
+        pairs = list(zip(generated, driving, strict=True))
+        expected[name] = np.mean([np.mean(np.abs(d.landmarks - g.landmarks)) for g, d in pairs])
+        squared = [np.mean((head_pose(d.landmarks, w, h) - head_pose(g.landmarks, w, h)) ** 2) for g, d in pairs]
+        expected_prmse[name] = np.sqrt(np.mean(squared))
     assert expected["b"] > expected["a"] + 0.5  # a mix-up of frames between the items would show
+    assert expected_prmse["b"] > expected_prmse["a"] + 1e-3
     for name, value in expected.items():
         assert report["akd"]["per_item"][name] == pytest.approx(value, rel=1e-9)
+        assert report["prmse"]["per_item"][name] == pytest.approx(expected_prmse[name], rel=1e-9)
     assert report["akd"]["frames_without_face"] == 0
 
 

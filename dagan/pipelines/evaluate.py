@@ -419,12 +419,28 @@ def _start_face_worker() -> None:
     _worker_analyzer = FaceAnalyzer()
 
 
-def _analyze_frame_faces(generated: np.ndarray, driving: np.ndarray | None) -> tuple[Face | None, Face | None]:
-    """The generated frame's face and, when it has one, the driving frame's (in a face worker, no embeddings)."""
+@dataclass
+class FramePairFaces:
+    """What a face worker finds in a generated frame and its driving frame (no embeddings yet)."""
+
+    generated: Face | None
+    driving: Face | None = None
+    #: Head poses (pitch, yaw, roll) of the generated and the driving face, when PRMSE is asked for.
+    poses: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _analyze_frame_faces(generated: np.ndarray, driving: np.ndarray | None, poses: bool = False) -> FramePairFaces:
+    """The generated frame's face and, when it has one, the driving frame's (and their poses, if asked)."""
     face = _worker_analyzer.analyze(generated, embed=False)
     if face is None or driving is None:
-        return face, None
-    return face, _worker_analyzer.analyze(driving, embed=False)
+        return FramePairFaces(face)
+    other = _worker_analyzer.analyze(driving, embed=False)
+    if other is None or not poses:
+        return FramePairFaces(face, other)
+    # Both frames are at the generated frame's size. The pose solver is pure Python: in the
+    # worker, it runs beside the main process's work instead of in it.
+    h, w = generated.shape[:2]
+    return FramePairFaces(face, other, (head_pose(face.landmarks, w, h), head_pose(other.landmarks, w, h)))
 
 
 def _usable_cores() -> int:
@@ -444,15 +460,17 @@ EMBED_BATCH = 8
 class FaceMetrics(MetricFamily):
     """AKD, AED, CSIM and PRMSE from dlib's face of each frame; frames without a needed face are counted.
 
-    dlib holds the GIL and uses one core, so faces are found and aligned in worker processes while
-    the network metrics use the main one; when the faces come back, their identity embeddings (AED,
-    CSIM) are computed in batches in the main process and each frame's scores are taken in order.
+    dlib holds the GIL and uses one core, so faces are found and aligned (and head poses solved) in
+    worker processes while the network metrics use the main one; when the faces come back, their
+    identity embeddings (AED, CSIM) are computed in batches in the main process and each frame's
+    scores are taken in order.
     """
 
     def __init__(self, options: EvaluateOptions, names: list[str]):
         super().__init__()
         self.running = self._runnable(options, names, FACE_METRICS)
         self.embeds = any(name in EMBEDDING_METRICS for name in self.running)
+        self.poses = "prmse" in self.running
         self.workers: Executor | None = None
         if self.running:
             try:
@@ -474,7 +492,7 @@ class FaceMetrics(MetricFamily):
         self.scores: dict[str, dict[str, list[float]]] = {name: {} for name in self.running}
         self.faceless = dict.fromkeys(self.running, 0)
         self.source_faces: dict[Path, Future] = {}  # sources repeat across items
-        self.pending: deque[tuple[Future, Future | None, str, tuple[int, int]]] = deque()
+        self.pending: deque[tuple[Future, Future | None, str]] = deque()
 
     def add(self, frame: ScoredFrame) -> None:
         if not self.running:
@@ -486,8 +504,8 @@ class FaceMetrics(MetricFamily):
                 self.source_faces[source] = self.workers.submit(_analyze_frame_faces, to_uint8(frame.source), None)
             source_face = self.source_faces[source]
         driving = to_uint8(frame.driving) if frame.driving is not None else None
-        faces = self.workers.submit(_analyze_frame_faces, to_uint8(frame.generated), driving)
-        self.pending.append((faces, source_face, frame.item.name, frame.generated.shape[:2]))
+        faces = self.workers.submit(_analyze_frame_faces, to_uint8(frame.generated), driving, self.poses)
+        self.pending.append((faces, source_face, frame.item.name))
         if len(self.pending) > FACE_QUEUE:
             self._score_oldest()
 
@@ -495,22 +513,24 @@ class FaceMetrics(MetricFamily):
         """Score the oldest waiting frames, in order, with their embeddings computed in one batch."""
         batch = [self.pending.popleft() for _ in range(min(EMBED_BATCH, len(self.pending)))]
         found = []
-        for faces, source_face, item, size in batch:
-            generated, driving = faces.result()
-            source = source_face.result()[0] if source_face is not None else None
-            found.append((generated, driving, source, item, size))
+        for faces, source_face, item in batch:
+            source = source_face.result().generated if source_face is not None else None
+            found.append((faces.result(), source, item))
         if self.embeds:
             # Only the faces an identity metric compares: AED the driving one, CSIM the source.
             roles = {FACE_METRICS[name][0] for name in self.running if name in EMBEDDING_METRICS}
-            wanted = [(g, d if "driving" in roles else None, s if "source" in roles else None) for g, d, s, *_ in found]
+            wanted = [
+                (pair.generated, pair.driving if "driving" in roles else None, source if "source" in roles else None)
+                for pair, source, _ in found
+            ]
             embed_faces([face for trio in wanted for face in trio if face is not None])
-        for generated, driving, source, item, size in found:
+        for pair, source, item in found:
             for name in self.running:
-                other = source if FACE_METRICS[name][0] == "source" else driving
-                if generated is None or other is None:
+                other = source if FACE_METRICS[name][0] == "source" else pair.driving
+                if pair.generated is None or other is None:
                     self.faceless[name] += 1
                 else:
-                    self.scores[name].setdefault(item, []).append(_face_score(name, other, generated, size))
+                    self.scores[name].setdefault(item, []).append(_face_score(name, other, pair))
 
     def close(self) -> None:
         if self.workers is not None:
@@ -535,8 +555,9 @@ class FaceMetrics(MetricFamily):
         return self.entries
 
 
-def _face_score(name: str, other: Face, generated: Face, size: tuple[int, int]) -> float:
-    """One frame's value of face metric ``name`` between the generated face and ``other``."""
+def _face_score(name: str, other: Face, pair: FramePairFaces) -> float:
+    """One frame's value of face metric ``name`` between the generated face of ``pair`` and ``other``."""
+    generated = pair.generated
     if name == "akd":
         return float(np.mean(np.abs(other.landmarks - generated.landmarks)))
     if name == "aed":
@@ -547,9 +568,8 @@ def _face_score(name: str, other: Face, generated: Face, size: tuple[int, int]) 
         a, b = other.embedding, generated.embedding
         return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
     # prmse: squared angle errors, averaged over the three angles, rooted after averaging frames
-    h, w = size
-    difference = head_pose(other.landmarks, w, h) - head_pose(generated.landmarks, w, h)
-    return float(np.mean(difference**2))
+    generated_pose, driving_pose = pair.poses
+    return float(np.mean((driving_pose - generated_pose) ** 2))
 
 
 class LipSync(MetricFamily):
