@@ -26,9 +26,10 @@ def _pooling_branch(block: nn.Module, x: torch.Tensor, pool) -> torch.Tensor:
     """The block's pooling branch with FID's pooling."""
     if pool is _max:
         return block.branch_pool(pool(x))
-    # An average that ignores padding commutes with the branch's 1x1 convolution and batch norm
-    # (both affine per pixel, and the weights of the average sum to one): pooling after them, on
-    # 32-192 channels instead of 192-2048, gives the same values to float rounding, faster.
+    # An average that ignores padding commutes with the branch's 1x1 convolution and its batch norm
+    # in eval mode, the only mode features are computed in (both affine per pixel, and the weights
+    # of the average sum to one): pooling after them, on 32-192 channels instead of 192-2048, gives
+    # the same values to float rounding, faster.
     branch = block.branch_pool
     return F.relu(pool(branch.bn(branch.conv(x))))
 

@@ -556,7 +556,11 @@ class FaceMetrics(MetricFamily):
 
 
 def _face_score(name: str, other: Face, pair: FramePairFaces) -> float:
-    """One frame's value of face metric ``name`` between the generated face of ``pair`` and ``other``."""
+    """One frame's value of face metric ``name`` between the generated face of ``pair`` and ``other``.
+
+    PRMSE compares with the driving face, whose pose the worker solved with the generated one's
+    (``pair.poses``); ``other`` is then ``pair.driving``.
+    """
     generated = pair.generated
     if name == "akd":
         return float(np.mean(np.abs(other.landmarks - generated.landmarks)))
