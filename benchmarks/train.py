@@ -13,7 +13,8 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
      discriminator's leaky ReLUs out of place and its weights left trainable during the
      generator update (their gradients are computed, then zeroed), a second pass of the
      discriminator on the real frames for its own update, torch's default Adam;
-   - *dagan*: ``Trainer.train_step``.
+   - *dagan*: ``Trainer.train_step``, in a process whose heap keeps the memory each step frees,
+     as ``dagan train`` sets it up (``dagan.pipelines.memory.keep_freed_memory``).
    Prints s/step and peak RSS of each run, the speed ratio (plain s/step / dagan s/step, medians)
    and the memory ratio (dagan peak / plain peak), and the largest relative difference between the
    two paths' losses at the first step (the same weights) and at any step.
@@ -143,9 +144,12 @@ def worker(args: argparse.Namespace) -> None:
 
     from dagan.nn.common import AntiAliasDownsample
     from dagan.nn.discriminator import DiscriminatorBlock
+    from dagan.pipelines.memory import keep_freed_memory
     from dagan.pipelines.train import Trainer, TrainOptions
 
     root = Path(args.root)
+    if args.path == "dagan":
+        keep_freed_memory()  # as the `dagan train` command does before anything else
     options = TrainOptions(
         data=root / f"synth_{args.config}",
         out=root / f"run_{args.config}_{args.path}_{args.attention}",

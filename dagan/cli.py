@@ -33,7 +33,7 @@ from dagan.options import (
     SynthOptions,
     TrainOptions,
 )
-from dagan.pipelines.memory import limit_heap_arenas
+from dagan.pipelines.memory import keep_freed_memory, limit_heap_arenas
 
 if TYPE_CHECKING:
     from dagan.config import Flag
@@ -564,6 +564,8 @@ class _Command:
     reads_media: bool = True
     #: Whether it animates frames on worker threads, whose heap is then one malloc arena (memory.py).
     animates: bool = False
+    #: Whether it takes optimiser steps, whose heap then keeps the memory each step frees (memory.py).
+    trains: bool = False
 
 
 COMMANDS = [
@@ -631,6 +633,7 @@ COMMANDS = [
         _cmd_train,
         "train DaGAN (also under torchrun for several GPUs or nodes)",
         "Train DaGAN on train/ + test/ folders of clips. Under torchrun it runs DistributedDataParallel.",
+        trains=True,
     ),
     _Command(
         "train-depth",
@@ -639,6 +642,7 @@ COMMANDS = [
         "train the face-depth network self-supervised (monodepth2 style) and evaluate it",
         "Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
         extra=_train_depth_flags,
+        trains=True,
     ),
     _Command(
         "depth",
@@ -720,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.extra(p)
         if command.reads_media:
             _add_max_pixels(p)
-        p.set_defaults(handler=command.handler, animates=command.animates)
+        p.set_defaults(handler=command.handler, animates=command.animates, trains=command.trains)
     return parser
 
 
@@ -760,6 +764,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.animates:
         limit_heap_arenas()
+    if args.trains:
+        keep_freed_memory()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:

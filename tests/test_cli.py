@@ -136,3 +136,17 @@ def test_only_animating_commands_share_one_heap_arena(monkeypatch, tmp_path, cap
     memory.limit_heap_arenas(memory.HEAP_ARENAS)  # harmless on glibc and elsewhere
     memory.return_freed_memory()
     capsys.readouterr()
+
+
+def test_only_training_commands_keep_freed_memory_in_the_heap(monkeypatch, tmp_path, capsys):
+    import dagan.cli
+
+    calls = []
+    monkeypatch.setattr(dagan.cli, "keep_freed_memory", lambda: calls.append(True))
+    missing = str(tmp_path / "missing")
+    assert main(["train", "--config", missing, "--data", missing, "--out", str(tmp_path / "run")]) == 2
+    assert calls == [True]
+    assert main(["depth", "--input", missing, "--weights", missing, "--out", str(tmp_path / "d")]) == 2
+    assert calls == [True]
+    assert {c.name for c in dagan.cli.COMMANDS if c.trains} == {"train", "train-depth"}
+    capsys.readouterr()
