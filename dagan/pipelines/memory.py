@@ -64,8 +64,9 @@ def keep_freed_memory() -> None:
     """Serve large blocks from the heap and keep what is freed there, unless the user set either.
 
     A process-wide setting for training. One vox-adv-256 step at batch 2 on CPU used to fault in
-    about 4 GB of fresh zeroed pages (a million minor faults, 3-4 s of kernel time); with this the
-    steps after the first fault none, for a higher peak RSS (benchmarks/train.py measures both).
+    about 4 GB of fresh zeroed pages (a million minor faults, 3-4 s of kernel time); with this,
+    once the heap has settled (about ten steps), a step faults none, for a peak RSS about 10%
+    higher (benchmarks/train.py and docs/performance.md).
     ``MALLOC_MMAP_MAX_``, ``MALLOC_TRIM_THRESHOLD_`` or their ``GLIBC_TUNABLES`` win over it.
     """
     libc = _libc()
