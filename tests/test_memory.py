@@ -11,9 +11,9 @@ from dagan.pipelines import memory
 
 pytestmark = pytest.mark.skipif(memory._libc() is None, reason="glibc's mallopt is not available here")
 
-# Holds a 64 MB tensor (over glibc's largest mmap threshold) and prints how many more bytes glibc
-# then has in blocks mapped on their own (mallinfo2's hblkhd): such blocks are unmapped on free and their
-# pages faulted in and zeroed again on the next allocation.
+# Holds a 64 MB tensor (over glibc's largest mmap threshold) and prints how many more bytes
+# glibc then has in blocks mapped on their own (mallinfo2's hblkhd): such blocks are unmapped on
+# free, and their pages faulted in and zeroed again on the next allocation.
 _MAPPED = """
 import ctypes, sys, torch
 from dagan.pipelines.memory import keep_freed_memory
