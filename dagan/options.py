@@ -84,6 +84,9 @@ class TrainOptions:
         choices=typing.get_args(Precision),
     )
     compile: bool = option(False, "compile the networks with torch.compile (slow first step)")
+    low_memory: bool = option(
+        False, "recompute the generator's and keypoint detector's activations in backward: same losses, slower"
+    )
     quiet: bool = _quiet()
 
 

@@ -36,6 +36,7 @@ from dagan.pipelines.distributed import unwrap
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
 from dagan.pipelines.precision import autocast, check_precision
+from dagan.pipelines.recompute import recompute_blocks
 from dagan.pipelines.training_loop import TrainingLoop
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
@@ -161,6 +162,13 @@ class Trainer(TrainingLoop):
         else:
             self.generator_step, self.discriminator_step = self.generator_objective, self.discriminator_objective
         check_precision(options.precision, self.device)
+        if options.low_memory:
+            if options.compile:
+                raise DaganError("--low-memory and --compile do not work together yet; choose one")
+            # What these two keep for backward is most of a step's peak memory; the discriminator,
+            # VGG and the frozen depth network keep little (docs/performance.md).
+            for network in (self.kp_detector, self.generator):
+                recompute_blocks(network)
         if options.compile:
             # The networks, not the objectives: the equivariance Jacobian differentiates the warp
             # twice, which compiled graphs cannot, and compiled modules keep their state-dict keys.

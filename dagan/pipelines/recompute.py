@@ -1,0 +1,81 @@
+"""Recompute activations in the backward pass instead of keeping them (``dagan train --low-memory``).
+
+Autograd keeps every intermediate tensor a block's backward needs; for the generator at 256x256
+those are most of a training step's peak memory. A recomputed block keeps only its inputs and
+runs its forward again when its gradients are needed (``torch.utils.checkpoint``), so a step
+costs one more forward of those blocks.
+
+The second forward must see the state the first one saw: in training mode batch norm updates its
+running statistics on every call and spectral norm advances its power iteration, so a plain
+recomputation would update them twice and, for spectral norm, compute gradients for a different
+weight. The block's buffers are therefore put back as the first forward found them for the
+recomputation, and restored afterwards. Losses, gradients and buffers are then the same as
+without recomputation (tests/test_recompute.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from dagan.nn.attention import DepthAwareAttention
+from dagan.nn.common import DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d
+from dagan.nn.spade_generator import SPADEResnetBlock
+
+#: The units that are recomputed: each keeps its inputs, and what it computes inside is dropped.
+#: Larger units keep less but hold more while one is recomputed; these are the blocks the
+#: networks are built from (an hourglass as a whole: its skip connections span all its blocks).
+RECOMPUTED_BLOCKS = (SameBlock2d, DownBlock2d, UpBlock2d, ResBlock2d, Hourglass, DepthAwareAttention, SPADEResnetBlock)
+
+
+@contextlib.contextmanager
+def _buffers_as(buffers: list[torch.Tensor], values: list[torch.Tensor]) -> Iterator[None]:
+    with torch.no_grad():
+        current = [buffer.clone() for buffer in buffers]
+        for buffer, value in zip(buffers, values, strict=True):
+            buffer.copy_(value)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in zip(buffers, current, strict=True):
+                buffer.copy_(value)
+
+
+def recompute_in_backward(module: nn.Module) -> None:
+    """Make ``module`` keep only its inputs for backward and run its forward again there.
+
+    The module's state-dict keys are unchanged. Without gradients (evaluation, ``no_grad``) it
+    runs as before.
+    """
+    forward = module.forward
+    buffers = list(module.buffers())
+
+    def recomputed_forward(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        with torch.no_grad():
+            first_pass = [buffer.clone() for buffer in buffers]
+
+        def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+            return contextlib.nullcontext(), _buffers_as(buffers, first_pass)
+
+        return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+    module.forward = recomputed_forward
+
+
+def recompute_blocks(network: nn.Module) -> int:
+    """Recompute each outermost ``RECOMPUTED_BLOCKS`` module of ``network`` in backward; returns how many."""
+    count = 0
+    for child in network.children():
+        if isinstance(child, RECOMPUTED_BLOCKS):
+            recompute_in_backward(child)
+            count += 1
+        else:
+            count += recompute_blocks(child)
+    return count

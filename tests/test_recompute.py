@@ -1,0 +1,147 @@
+"""Recomputed blocks (``dagan train --low-memory``): the same losses, gradients and buffers, less memory kept."""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+
+import pytest
+import torch
+
+from dagan.cli import main
+from dagan.nn import KeypointDetector
+from dagan.nn.common import Keypoints
+from dagan.pipelines import memory
+from dagan.pipelines.networks import build_generator
+from dagan.pipelines.recompute import recompute_blocks
+
+from .conftest import tiny_model_config
+from .test_train import TINY_CONFIG, _options, depth_dir, synth_data  # noqa: F401 (fixtures)
+
+
+def _inputs(batch: int, size: int, num_kp: int, seed: int) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    source = torch.rand(batch, 3, size, size, generator=g)
+    depth = torch.rand(batch, 1, size, size, generator=g)
+
+    def keypoints() -> Keypoints:
+        value = torch.rand(batch, num_kp, 2, generator=g) * 1.6 - 0.8
+        jacobian = torch.eye(2).expand(batch, num_kp, 2, 2) + 0.1 * torch.randn(batch, num_kp, 2, 2, generator=g)
+        return Keypoints(value, jacobian)
+
+    return source, keypoints(), keypoints(), depth
+
+
+def _networks(variant: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    config = tiny_model_config(variant)
+    generator = build_generator(config.generator).train()
+    if variant == "spade":
+        # A few steps of power iteration, so the spectral norms' vectors are not at their start.
+        with torch.no_grad():
+            for _ in range(3):
+                generator(*_inputs(2, 64, config.generator.dense_motion.num_kp, seed=9))
+    return generator, copy.deepcopy(generator)
+
+
+def _step(generator: torch.nn.Module, inputs: tuple) -> dict[str, torch.Tensor]:
+    out = generator(*inputs)
+    weights = torch.linspace(-1, 1, out["prediction"].numel()).view_as(out["prediction"])
+    ((out["prediction"] * weights).sum() + out["mask"].square().sum()).backward()
+    return out
+
+
+@pytest.mark.parametrize("variant", ["depth_aware", "spade"])
+def test_recomputed_generator_gives_the_same_outputs_gradients_and_buffers(variant):
+    plain, recomputed = _networks(variant)
+    assert recompute_blocks(recomputed) >= 8
+    num_kp = plain.config.dense_motion.num_kp
+    for seed in (1, 2):  # twice: the second step starts from buffers both updated once
+        inputs = _inputs(2, 64, num_kp, seed)
+        a, b = _step(plain, inputs), _step(recomputed, inputs)
+        assert torch.equal(a["prediction"], b["prediction"])
+    grads = {name: p.grad for name, p in recomputed.named_parameters()}
+    for name, p in plain.named_parameters():
+        assert p.grad is not None and torch.allclose(p.grad, grads[name], rtol=1e-6, atol=1e-9), name
+    buffers = dict(recomputed.named_buffers())
+    assert set(buffers) == {name for name, _ in plain.named_buffers()}
+    for name, buffer in plain.named_buffers():
+        # Running statistics updated once a step, spectral-norm vectors advanced once: not twice.
+        assert torch.equal(buffer, buffers[name]), name
+    assert recomputed.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_recomputed_blocks_run_once_without_gradients():
+    plain, recomputed = _networks("depth_aware")
+    recompute_blocks(recomputed)
+    calls = []
+    recomputed.bottleneck[0].conv1.register_forward_hook(lambda *_: calls.append(1))
+    inputs = _inputs(1, 64, plain.config.dense_motion.num_kp, seed=3)
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(*inputs)["prediction"], recomputed.eval()(*inputs)["prediction"])
+    assert len(calls) == 1
+    _step(recomputed.train(), inputs)
+    assert len(calls) == 3  # forward, then once more in backward
+
+
+def _live_heap_bytes() -> int:
+    class Info(ctypes.Structure):
+        names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+        _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
+
+    libc = memory._libc()
+    libc.mallinfo2.restype = Info
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
+@pytest.mark.skipif(
+    memory._libc() is None or not hasattr(memory._libc(), "mallinfo2"), reason="needs glibc 2.33+ (mallinfo2)"
+)
+def test_recomputed_networks_keep_far_less_for_backward():
+    """What a forward leaves alive for backward, measured on the heap: the generator and keypoint
+    detector of the tiny model at batch 4."""
+    kept = {}
+    for mode in ("plain", "recomputed"):
+        torch.manual_seed(0)
+        config = tiny_model_config()
+        generator = build_generator(config.generator).train()
+        kp_detector = KeypointDetector(config.kp_detector).train()
+        if mode == "recomputed":
+            recompute_blocks(generator)
+            recompute_blocks(kp_detector)
+        source, _, _, depth = _inputs(4, 64, config.kp_detector.num_kp, seed=5)
+        before = _live_heap_bytes()
+        kp = kp_detector(torch.cat([source, depth], dim=1))
+        out = generator(source, kp, kp, depth)
+        kept[mode] = _live_heap_bytes() - before
+        out["prediction"].sum().backward()
+        del out, kp
+    assert kept["recomputed"] < 0.5 * kept["plain"], kept
+
+
+@pytest.mark.slow
+def test_low_memory_training_takes_the_same_steps(synth_data, depth_dir, tmp_path):  # noqa: F811
+    from dagan.pipelines.train import Trainer
+
+    losses, states = {}, {}
+    for low_memory in (False, True):
+        trainer = Trainer(_options(synth_data, tmp_path / str(low_memory), depth_dir, low_memory=low_memory))
+        trainer.start_training()
+        batch = next(iter(trainer.loader()))
+        losses[low_memory] = []
+        for _ in range(2):
+            losses[low_memory].append(trainer.train_step(batch["source"], batch["driving"]))
+            trainer.step += 1
+        states[low_memory] = {**trainer.generator.state_dict(), **trainer.kp_detector.state_dict()}
+    assert losses[True] == losses[False]
+    for key, value in states[False].items():
+        assert torch.allclose(value.float(), states[True][key].float(), rtol=1e-5, atol=1e-7), key
+
+
+def test_low_memory_and_compile_together_are_refused(synth_data, depth_dir, tmp_path, capsys):  # noqa: F811
+    code = main(["train", "--config", str(TINY_CONFIG), "--data", str(synth_data), "--out", str(tmp_path / "run"),
+                 "--depth-weights", str(depth_dir), "--low-memory", "--compile", "--device", "cpu",
+                 "--max-steps", "1", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--low-memory" in err and "Traceback" not in err
