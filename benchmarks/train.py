@@ -14,10 +14,12 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
      generator update (their gradients are computed, then zeroed), a second pass of the
      discriminator on the real frames for its own update, torch's default Adam;
    - *dagan*: ``Trainer.train_step``, in a process whose heap keeps the memory each step frees,
-     as ``dagan train`` sets it up (``dagan.pipelines.memory.keep_freed_memory``).
-   Prints s/step and peak RSS of each run, the speed ratio (plain s/step / dagan s/step, medians)
-   and the memory ratio (dagan peak / plain peak), and the largest relative difference between the
-   two paths' losses at the first step (the same weights) and at any step.
+     as ``dagan train`` sets it up (``dagan.pipelines.memory.keep_freed_memory``);
+   - *low-memory*: the same as ``dagan train --low-memory`` (``dagan.pipelines.recompute``).
+   Prints s/step and peak RSS of each run, for each dagan path the speed ratio (plain s/step /
+   its s/step, medians) and the memory ratio (its peak / plain peak), and the largest relative
+   difference between its losses and the plain path's at the first step (the same weights) and
+   at any step.
 2. configs/tiny-64.yaml at batch 8 with the depth-aware attention in its three modes (see
    ``dagan.nn.attention``); ``--all-modes`` adds the full model in each mode.
 The first step of each run is a warm-up and is not timed.
@@ -148,7 +150,7 @@ def worker(args: argparse.Namespace) -> None:
     from dagan.pipelines.train import Trainer, TrainOptions
 
     root = Path(args.root)
-    if args.path == "dagan":
+    if args.path != "plain":
         keep_freed_memory()  # as the `dagan train` command does before anything else
     options = TrainOptions(
         data=root / f"synth_{args.config}",
@@ -157,6 +159,7 @@ def worker(args: argparse.Namespace) -> None:
         vgg_weights=root / "vgg19.pth",
         workers=0,
         quiet=True,
+        low_memory=args.path == "low-memory",
     )
     trainer = Trainer(options, _config(args.config, args.batch))
     trainer.generator.AttnModule.mode = "matrix" if args.path == "plain" else args.attention
@@ -199,7 +202,7 @@ def main() -> None:
     """Run the side-by-side comparison and the attention-mode table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4, help="steps per run, the first untimed")
-    parser.add_argument("--rounds", type=int, default=2, help="plain/dagan alternations of the full model")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the full model's three paths")
     parser.add_argument("--all-modes", action="store_true", help="also time the full model in every attention mode")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -216,29 +219,32 @@ def main() -> None:
         write_fixtures(Path(tmp), "full")
         write_fixtures(Path(tmp), "tiny")
         print(f"vox-adv-256 (256x256, 15 kp, ResNet-{FULL_DEPTH_LAYERS} depth), batch 2, side by side:")
-        runs: dict[str, list[dict]] = {"plain": [], "dagan": []}
+        paths = ("plain", "dagan", "low-memory")
+        runs: dict[str, list[dict]] = {path: [] for path in paths}
         for round_ in range(args.rounds):
-            for path in ("plain", "dagan"):
+            for path in paths:
                 r = _run(tmp, "full", 2, args.steps, path)
                 runs[path].append(r)
-                print(f"  round {round_ + 1}  {path:<6} {r['seconds_per_step']:6.2f} s/step  "
+                print(f"  round {round_ + 1}  {path:<10} {r['seconds_per_step']:6.2f} s/step  "
                       f"{r['peak_rss_mb']:6.0f} MB peak RSS", flush=True)  # fmt: skip
         plain_s = statistics.median(r["seconds_per_step"] for r in runs["plain"])
-        dagan_s = statistics.median(r["seconds_per_step"] for r in runs["dagan"])
         plain_mb = statistics.median(r["peak_rss_mb"] for r in runs["plain"])
-        dagan_mb = statistics.median(r["peak_rss_mb"] for r in runs["dagan"])
-        pairs = list(zip(runs["dagan"], runs["plain"], strict=True))
-        first = max(_largest_loss_difference(d["losses"][:1], p["losses"][:1]) for d, p in pairs)
-        later = max(_largest_loss_difference(d["losses"], p["losses"]) for d, p in pairs)
-        print(f"  speed: {plain_s / dagan_s:.2f}x the plain path's steps/s ({1 / dagan_s:.4f} vs {1 / plain_s:.4f})")
-        print(f"  memory: {dagan_mb / plain_mb:.2f}x the plain path's peak RSS ({dagan_mb:.0f} vs {plain_mb:.0f} MB)")
-        # From the same weights, the first step's losses must agree to float rounding. Later steps
-        # start from weights that already differ by rounding: Adam's first update is close to
-        # lr * sign(gradient), so a gradient near zero that rounds the other way moves its weight
-        # by the whole learning rate (and the keypoint-distance term is a step function). They
-        # only show the drift.
-        print(f"  losses, largest relative difference between the paths: first step {first:.1e}, "
-              f"any step {later:.1e}")  # fmt: skip
+        for path in paths[1:]:
+            path_s = statistics.median(r["seconds_per_step"] for r in runs[path])
+            path_mb = statistics.median(r["peak_rss_mb"] for r in runs[path])
+            pairs = list(zip(runs[path], runs["plain"], strict=True))
+            first = max(_largest_loss_difference(d["losses"][:1], p["losses"][:1]) for d, p in pairs)
+            later = max(_largest_loss_difference(d["losses"], p["losses"]) for d, p in pairs)
+            print(f"  {path}: speed {plain_s / path_s:.2f}x the plain path's steps/s ({1 / path_s:.4f} vs "
+                  f"{1 / plain_s:.4f}), memory {path_mb / plain_mb:.2f}x its peak RSS ({path_mb:.0f} vs "
+                  f"{plain_mb:.0f} MB)")  # fmt: skip
+            # From the same weights, the first step's losses must agree to float rounding. Later
+            # steps start from weights that already differ by rounding: Adam's first update is
+            # close to lr * sign(gradient), so a gradient near zero that rounds the other way
+            # moves its weight by the whole learning rate (and the keypoint-distance term is a
+            # step function). They only show the drift.
+            print(f"  {path}: losses, largest relative difference from the plain path's: first step "
+                  f"{first:.1e}, any step {later:.1e}")  # fmt: skip
         rows = [("tiny", 8, mode) for mode in ("auto", "sdpa", "matrix")]
         if args.all_modes:
             rows = [("full", 2, mode) for mode in ("auto", "sdpa", "matrix")] + rows
