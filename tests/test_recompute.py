@@ -84,6 +84,21 @@ def test_recomputed_blocks_run_once_without_gradients():
     assert len(calls) == 3  # forward, then once more in backward
 
 
+def test_a_deep_copy_recomputes_with_its_own_buffers():
+    plain, recomputed = _networks("spade")
+    recompute_blocks(recomputed)
+    copied = copy.deepcopy(recomputed)
+    before = {name: buffer.clone() for name, buffer in recomputed.named_buffers()}
+    inputs = _inputs(2, 64, plain.config.dense_motion.num_kp, seed=4)
+    a, b = _step(plain, inputs), _step(copied, inputs)
+    assert torch.equal(a["prediction"], b["prediction"])
+    for name, buffer in recomputed.named_buffers():
+        assert torch.equal(buffer, before[name]), name  # the original was not touched
+    copied_buffers = dict(copied.named_buffers())
+    for name, buffer in plain.named_buffers():
+        assert torch.equal(buffer, copied_buffers[name]), name
+
+
 def _live_heap_bytes() -> int:
     class Info(ctypes.Structure):
         names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"

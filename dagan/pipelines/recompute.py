@@ -16,6 +16,8 @@ without recomputation (tests/test_recompute.py).
 from __future__ import annotations
 
 import contextlib
+import functools
+import types
 from collections.abc import Iterator
 
 import torch
@@ -46,27 +48,29 @@ def _buffers_as(buffers: list[torch.Tensor], values: list[torch.Tensor]) -> Iter
                 buffer.copy_(value)
 
 
+def _recomputed_forward(self: nn.Module, *args, **kwargs):
+    forward = functools.partial(type(self).forward, self)
+    if not torch.is_grad_enabled():
+        return forward(*args, **kwargs)
+    # Looked up on each call: moving a module to another device replaces its buffers.
+    buffers = list(self.buffers())
+    with torch.no_grad():
+        first_pass = [buffer.clone() for buffer in buffers]
+
+    def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
+        return contextlib.nullcontext(), _buffers_as(buffers, first_pass)
+
+    return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+
+
 def recompute_in_backward(module: nn.Module) -> None:
     """Make ``module`` keep only its inputs for backward and run its forward again there.
 
-    The module's state-dict keys are unchanged. Without gradients (evaluation, ``no_grad``) it
-    runs as before.
+    The module's state-dict keys are unchanged, and a deep copy of it recomputes its own blocks
+    (the forward is bound to the module, not captured). Without gradients (evaluation,
+    ``no_grad``) it runs as before.
     """
-    forward = module.forward
-    buffers = list(module.buffers())
-
-    def recomputed_forward(*args, **kwargs):
-        if not torch.is_grad_enabled():
-            return forward(*args, **kwargs)
-        with torch.no_grad():
-            first_pass = [buffer.clone() for buffer in buffers]
-
-        def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
-            return contextlib.nullcontext(), _buffers_as(buffers, first_pass)
-
-        return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
-
-    module.forward = recomputed_forward
+    module.forward = types.MethodType(_recomputed_forward, module)
 
 
 def recompute_blocks(network: nn.Module) -> int:
