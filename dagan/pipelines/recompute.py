@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import types
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -34,18 +33,27 @@ from dagan.nn.spade_generator import SPADEResnetBlock
 RECOMPUTED_BLOCKS = (SameBlock2d, DownBlock2d, UpBlock2d, ResBlock2d, Hourglass, DepthAwareAttention, SPADEResnetBlock)
 
 
-@contextlib.contextmanager
-def _buffers_as(buffers: list[torch.Tensor], values: list[torch.Tensor]) -> Iterator[None]:
-    with torch.no_grad():
-        current = [buffer.clone() for buffer in buffers]
-        for buffer, value in zip(buffers, values, strict=True):
+class _FirstPassBuffers:
+    """Buffers as the first forward saw them, for as long as a recomputation runs.
+
+    Entered once per recomputation: a graph kept with ``retain_graph`` recomputes the block on
+    each backward pass through it.
+    """
+
+    def __init__(self, buffers: list[torch.Tensor], first_pass: list[torch.Tensor]):
+        self.buffers, self.first_pass = buffers, first_pass
+        self.current: list[list[torch.Tensor]] = []
+
+    @torch.no_grad()
+    def __enter__(self) -> None:
+        self.current.append([buffer.clone() for buffer in self.buffers])
+        for buffer, value in zip(self.buffers, self.first_pass, strict=True):
             buffer.copy_(value)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in zip(buffers, current, strict=True):
-                buffer.copy_(value)
+
+    @torch.no_grad()
+    def __exit__(self, *exc_info: object) -> None:
+        for buffer, value in zip(self.buffers, self.current.pop(), strict=True):
+            buffer.copy_(value)
 
 
 def _recomputed_forward(self: nn.Module, *args, **kwargs):
@@ -58,7 +66,7 @@ def _recomputed_forward(self: nn.Module, *args, **kwargs):
         first_pass = [buffer.clone() for buffer in buffers]
 
     def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
-        return contextlib.nullcontext(), _buffers_as(buffers, first_pass)
+        return contextlib.nullcontext(), _FirstPassBuffers(buffers, first_pass)
 
     return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
 
@@ -67,8 +75,8 @@ def recompute_in_backward(module: nn.Module) -> None:
     """Make ``module`` keep only its inputs for backward and run its forward again there.
 
     The module's state-dict keys are unchanged, and a deep copy of it recomputes its own blocks
-    (the forward is bound to the module, not captured). Without gradients (evaluation,
-    ``no_grad``) it runs as before.
+    (the forward is bound to the module, not captured). Under ``no_grad`` or ``inference_mode``
+    (validation, animation) it runs as before; eval mode alone still recomputes.
     """
     module.forward = types.MethodType(_recomputed_forward, module)
 
