@@ -934,6 +934,17 @@ def _train_frame_shape_text(w: Path, s: Shared) -> Spec:
     return Spec(train_argv(s, w, tiny_config(w, "frame_shape: [64, 64, 3]", "frame_shape: big")), names=("cfg.yaml",))
 
 
+@case("train-low-memory-with-compile")
+def _train_low_memory_compile(w: Path, s: Shared) -> Spec:
+    argv = train_argv(s, w, tiny_config(w), {"--low-memory": True, "--compile": True})
+    return Spec(argv, must_say=("--low-memory", "--compile"))
+
+
+@case("train-low-memory-given-a-value")
+def _train_low_memory_value(w: Path, s: Shared) -> Spec:
+    return Spec([*train_argv(s, w, tiny_config(w)), "--low-memory=yes"], must_say=("--low-memory",))
+
+
 @case("train-out-is-an-existing-file")
 def _train_out_file(w: Path, s: Shared) -> Spec:
     argv = train_argv(s, w, tiny_config(w), {"--out": plant(w / "run")})
