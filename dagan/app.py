@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dagan.errors import DaganError
 from dagan.io.image import IMAGE_SUFFIXES
-from dagan.io.video import VIDEO_SUFFIXES
+from dagan.io.video import VIDEO_SUFFIXES, video_seconds
 from dagan.options import AnimateOptions, AppOptions
 
 #: What the page takes as a source portrait.
@@ -85,7 +85,7 @@ class AnimationService:
                     raise DaganError("the driving input must be a video, not an image")
                 kinds = ", ".join(VIDEO_SUFFIXES)
                 raise DaganError(f"the driving video must be one of {kinds}, not {suffix or 'a file without type'}")
-        seconds = _duration(driving)
+        seconds = video_seconds(driving, "driving video")
         if seconds > self.options.max_seconds:
             raise DaganError(
                 f"the driving video lasts {seconds:.1f} s; this server animates at most {self.options.max_seconds:g} s"
@@ -126,27 +126,6 @@ class AnimationService:
             **motion,
         )  # fmt: skip
         return AppResult(workdir, result, side_by_side, depth, None, report.frames, report.seconds)
-
-
-def _duration(path: Path) -> float:
-    """A video's length in seconds: from its frame count, else from its container, else by counting frames."""
-    from dagan.io.video import iter_timed_pixels, probe_video
-
-    info = probe_video(path, "driving video")
-    if info.frame_count:
-        return info.frame_count / float(info.fps)
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if container.duration:
-                return container.duration / av.time_base
-    except av.error.FFmpegError:
-        pass  # probe_video read it: counting its frames below says what is wrong, if anything
-    last = 0.0
-    for seconds, _ in iter_timed_pixels(info, max_side=32):  # shrunk: only the timestamps matter
-        last = seconds
-    return last
 
 
 def _gradio():

@@ -11,7 +11,7 @@ from PIL import Image
 from skimage.transform import resize
 
 from dagan.io.image import read_image, resize_frame, to_uint8
-from dagan.io.video import Mp4Writer, iter_frames, probe_video, read_audio, read_video
+from dagan.io.video import Mp4Writer, iter_frames, probe_video, read_audio, read_video, video_seconds
 
 from .conftest import make_clip
 
@@ -121,6 +121,17 @@ def test_frame_folder_is_read_in_name_order(tmp_path):
     frames, fps = read_video(tmp_path)
     assert [round(f[0, 0, 0] * 255) for f in frames] == [0, 50, 100]
     assert fps == 25
+
+
+@pytest.mark.parametrize("suffix, codec", [(".mp4", "libx264"), (".webm", "libvpx-vp9")])
+def test_a_videos_length_in_seconds(tmp_path, suffix, codec):
+    clip = make_clip(tmp_path / f"clip{suffix}", frames=10, fps=20, codec=codec)
+    assert video_seconds(clip) == pytest.approx(0.5, abs=0.051)  # a container's duration may add a frame
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / f"{i}.png")
+    assert video_seconds(folder) == pytest.approx(5 / 25)
 
 
 def test_a_frame_that_will_not_convert_is_one_clean_error(tmp_path):

@@ -106,6 +106,23 @@ def probe_video(path: str | Path, what: str = "driving input") -> VideoInfo:
     return VideoInfo(path, Fraction(fps), count, has_audio, False, width, height)
 
 
+def video_seconds(path: str | Path, what: str = "driving input") -> float:
+    """A video's length in seconds: from its frame count, else from its container, else by counting frames."""
+    info = probe_video(path, what)
+    if info.frame_count:
+        return info.frame_count / float(info.fps)
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / av.time_base
+    except av.error.FFmpegError:
+        pass  # probe_video read it: counting its frames below says what is wrong, if anything
+    last = 0.0
+    for seconds, _ in iter_timed_pixels(info, max_side=32):  # shrunk: only the timestamps matter
+        last = seconds
+    return last
+
+
 def _decoded(info: VideoInfo) -> Iterator[av.VideoFrame]:
     """The decoded frames of a video file; a decoding error or a clear shortfall is one DaganError."""
     decoded = 0
