@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import ctypes
 
 import pytest
 import torch
@@ -119,20 +118,7 @@ def test_a_kept_graph_recomputes_on_each_backward_pass():
         assert torch.equal(buffer, dict(recomputed.named_buffers())[name]), name
 
 
-def _live_heap_bytes() -> int:
-    class Info(ctypes.Structure):
-        names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-        _fields_ = [(name, ctypes.c_size_t) for name in names.split()]
-
-    libc = memory._libc()
-    libc.mallinfo2.restype = Info
-    info = libc.mallinfo2()
-    return info.uordblks + info.hblkhd
-
-
-@pytest.mark.skipif(
-    memory._libc() is None or not hasattr(memory._libc(), "mallinfo2"), reason="needs glibc 2.33+ (mallinfo2)"
-)
+@pytest.mark.skipif(memory.heap_usage() is None, reason="needs glibc 2.33+ (mallinfo2)")
 def test_recomputed_networks_keep_far_less_for_backward():
     """What a forward leaves alive for backward, measured on the heap: the generator and keypoint
     detector of the tiny model at batch 4."""
@@ -146,10 +132,10 @@ def test_recomputed_networks_keep_far_less_for_backward():
             recompute_blocks(generator)
             recompute_blocks(kp_detector)
         source, _, _, depth = _inputs(4, 64, config.kp_detector.num_kp, seed=5)
-        before = _live_heap_bytes()
+        before = memory.heap_usage().in_use
         kp = kp_detector(torch.cat([source, depth], dim=1))
         out = generator(source, kp, kp, depth)
-        kept[mode] = _live_heap_bytes() - before
+        kept[mode] = memory.heap_usage().in_use - before
         out["prediction"].sum().backward()
         del out, kp
     assert kept["recomputed"] < 0.5 * kept["plain"], kept

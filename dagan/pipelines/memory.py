@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import gc
 import os
+from dataclasses import dataclass
 
 #: glibc's mallopt parameters (malloc.h): free memory kept at the heap's top before trimming, the
 #: number of blocks served by mmap of their own, the number of arenas.
@@ -84,3 +85,30 @@ def return_freed_memory() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+class _MallocInfo(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (malloc.h), whose fields are all ``size_t``."""
+
+    _names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(name, ctypes.c_size_t) for name in _names.split()]
+
+
+@dataclass(frozen=True)
+class HeapUsage:
+    """Bytes that malloc has handed out and not had back, over all arenas."""
+
+    #: In blocks that glibc mapped on their own (unmapped on free, faulted in again when reused).
+    mapped: int
+    #: In use in all, mapped blocks included.
+    in_use: int
+
+
+def heap_usage() -> HeapUsage | None:
+    """What the process's heap has handed out now; None without glibc 2.33+ (``mallinfo2``)."""
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _MallocInfo
+    info = libc.mallinfo2()
+    return HeapUsage(mapped=info.hblkhd, in_use=info.uordblks + info.hblkhd)
