@@ -16,8 +16,9 @@ from dagan.nn import KeypointDetector
 from dagan.nn.face_depth import FaceDepthNetwork
 from dagan.pipelines.networks import build_generator
 
-# The random initialisation the tests use lives with them; benchmarks share it.
+# The random initialisation and the original's blocks that the tests use live with them; benchmarks share them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.original_blocks import original_discriminator_block  # noqa: E402, F401
 from tests.random_weights import randomise_  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -45,16 +46,6 @@ def original_anti_alias(self, x: torch.Tensor) -> torch.Tensor:
     out = torch.nn.functional.pad(x, (self.pad_before, self.pad_after, self.pad_before, self.pad_after))
     out = torch.nn.functional.conv2d(out, self.weight, groups=self.groups)
     return out[:, :, :: self.stride, :: self.stride]
-
-
-def original_discriminator_block(self, x: torch.Tensor) -> torch.Tensor:
-    """The original's discriminator DownBlock2d: its leaky ReLU is not in place (patched over
-    ``DiscriminatorBlock.forward`` by the plain paths)."""
-    out = self.conv(x)
-    if self.norm is not None:
-        out = self.norm(out)
-    out = torch.nn.functional.leaky_relu(out, 0.2)
-    return torch.nn.functional.avg_pool2d(out, 2) if self.pool else out
 
 
 def sample_frames() -> list[np.ndarray]:
