@@ -4,9 +4,10 @@
 # Weights are read from a mounted /weights volume; nothing is downloaded at run time.
 FROM debian:bookworm-slim
 
-# Python from Debian; dlib-bin, PyAV and OpenCV bring their own native libraries as wheels.
+# Python from Debian, and tcmalloc for `dagan train --allocator tcmalloc`; dlib-bin, PyAV and OpenCV bring
+# their own native libraries as wheels.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libtcmalloc-minimal4 \
     && rm -rf /var/lib/apt/lists/*
 
 # PyTorch from PyPI carries its own CUDA libraries, so the same image runs on a GPU host

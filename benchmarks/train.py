@@ -4,7 +4,7 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
 
 1. The issue's bar: the full vox-adv-256 model (15 keypoints, batch 2, 256x256) with the ResNet-50
    depth network the original training script loads, random weights (the ImageNet VGG19 weights
-   cannot be downloaded here; the cost is the same). Two paths on the same networks, batch and
+   cannot be downloaded here; the cost is the same). The paths run on the same networks, batch and
    random warps, each in its own process so that peak RSS is its own, alternating for
    ``--rounds`` rounds:
    - *plain*: one step written the way the original's ``train.py``, ``GeneratorFullModel`` and
@@ -15,7 +15,9 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
      discriminator on the real frames for its own update, torch's default Adam;
    - *dagan*: ``Trainer.train_step``, in a process whose heap keeps the memory each step frees,
      as ``dagan train`` sets it up (``dagan.pipelines.memory.keep_freed_memory``);
-   - *low-memory*: the same as ``dagan train --low-memory`` (``dagan.pipelines.recompute``).
+   - *low-memory*: the same as ``dagan train --low-memory`` (``dagan.pipelines.recompute``);
+   - *dagan+tcmalloc*, *low-memory+tcmalloc*: those two under ``dagan train --allocator tcmalloc``
+     (the worker re-runs itself with tcmalloc preloaded), where a libtcmalloc_minimal is found.
    Prints s/step and peak RSS of each run, for each dagan path the speed ratio (plain s/step /
    its s/step, medians) and the memory ratio (its peak / plain peak), and the largest relative
    difference between its losses and the plain path's at the first step (the same weights) and
@@ -146,24 +148,26 @@ def worker(args: argparse.Namespace) -> None:
 
     from dagan.nn.common import AntiAliasDownsample
     from dagan.nn.discriminator import DiscriminatorBlock
-    from dagan.pipelines.memory import keep_freed_memory
+    from dagan.pipelines.memory import keep_freed_memory, run_under_allocator
     from dagan.pipelines.train import Trainer, TrainOptions
 
     root = Path(args.root)
-    if args.path != "plain":
+    path, _, allocator = args.path.partition("+")
+    if path != "plain":
         keep_freed_memory()  # as the `dagan train` command does before anything else
+        run_under_allocator(allocator or "default", [sys.executable, *sys.argv])
     options = TrainOptions(
         data=root / f"synth_{args.config}",
-        out=root / f"run_{args.config}_{args.path}_{args.attention}",
+        out=root / f"run_{args.config}_{path}_{allocator}_{args.attention}",
         depth_weights=root / f"depth_{args.config}",
         vgg_weights=root / "vgg19.pth",
         workers=0,
         quiet=True,
-        low_memory=args.path == "low-memory",
+        low_memory=path == "low-memory",
     )
     trainer = Trainer(options, _config(args.config, args.batch))
-    trainer.generator.AttnModule.mode = "matrix" if args.path == "plain" else args.attention
-    if args.path == "plain":
+    trainer.generator.AttnModule.mode = "matrix" if path == "plain" else args.attention
+    if path == "plain":
         AntiAliasDownsample.forward = original_anti_alias
         DiscriminatorBlock.forward = original_discriminator_block
         trainer.discriminator.requires_grad_(True)
@@ -173,7 +177,7 @@ def worker(args: argparse.Namespace) -> None:
     for _ in range(args.steps):
         transform = trainer.equivariance_transform(batch["source"].shape[0])
         start = time.perf_counter()
-        if args.path == "plain":
+        if path == "plain":
             losses.append(original_step(trainer, batch["source"], batch["driving"], transform))
         else:
             losses.append(trainer.train_step(batch["source"], batch["driving"]))
@@ -214,18 +218,24 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    from dagan.pipelines.memory import find_tcmalloc
+
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, {args.steps} steps (first is warm-up)")
     with tempfile.TemporaryDirectory(prefix="dagan-train-bench-") as tmp:
         write_fixtures(Path(tmp), "full")
         write_fixtures(Path(tmp), "tiny")
         print(f"vox-adv-256 (256x256, 15 kp, ResNet-{FULL_DEPTH_LAYERS} depth), batch 2, side by side:")
         paths = ("plain", "dagan", "low-memory")
+        if find_tcmalloc() is not None:
+            paths += ("dagan+tcmalloc", "low-memory+tcmalloc")
+        else:
+            print("  (no libtcmalloc_minimal here: the --allocator tcmalloc paths are left out)")
         runs: dict[str, list[dict]] = {path: [] for path in paths}
         for round_ in range(args.rounds):
             for path in paths:
                 r = _run(tmp, "full", 2, args.steps, path)
                 runs[path].append(r)
-                print(f"  round {round_ + 1}  {path:<10} {r['seconds_per_step']:6.2f} s/step  "
+                print(f"  round {round_ + 1}  {path:<19} {r['seconds_per_step']:6.2f} s/step  "
                       f"{r['peak_rss_mb']:6.0f} MB peak RSS", flush=True)  # fmt: skip
         plain_s = statistics.median(r["seconds_per_step"] for r in runs["plain"])
         plain_mb = statistics.median(r["peak_rss_mb"] for r in runs["plain"])

@@ -126,6 +126,10 @@ def test_the_image_runs_dagan_as_a_plain_user(podman, image):
     probe = "test ! -e /src && test ! -e /root/.cache/pip && ! python3 -c 'import tests' 2>/dev/null && echo clean"
     checked = _run(["podman", "run", "--rm", "--entrypoint", "sh", image, "-c", probe], 120, env=podman)
     assert checked.stdout == "clean\n"
+    # `dagan train --allocator tcmalloc` finds its library in the image.
+    probe = "from dagan.pipelines.memory import find_tcmalloc; print(find_tcmalloc())"
+    found = _run(["podman", "run", "--rm", "--entrypoint", "python3", image, "-c", probe], 120, env=podman)
+    assert "tcmalloc" in found.stdout
 
 
 def test_the_image_runs_the_demo_into_a_mounted_folder(podman, image, tmp_path):

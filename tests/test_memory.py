@@ -55,3 +55,80 @@ def test_the_users_malloc_settings_win(monkeypatch):
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1048576")
     memory.keep_freed_memory()
     assert calls == []
+
+
+needs_tcmalloc = pytest.mark.skipif(
+    memory.find_tcmalloc() is None, reason="no libtcmalloc_minimal here (Debian: apt-get install libtcmalloc-minimal4)"
+)
+
+# Run in a fresh process: re-runs itself as a command that says whose malloc serves it.
+_REEXEC = """
+import sys
+from dagan.pipelines.memory import run_under_allocator
+report = "from dagan.pipelines.memory import heap_allocator, heap_usage; print(heap_allocator(), heap_usage())"
+run_under_allocator(sys.argv[1], [sys.executable, "-c", report])
+print("not re-run")
+"""
+
+
+@needs_tcmalloc
+def test_the_re_run_command_is_served_by_tcmalloc():
+    def reexec(allocator: str) -> str:
+        run = subprocess.run([sys.executable, "-c", _REEXEC, allocator], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+    # Under tcmalloc glibc's mallinfo2 counts nothing of what is allocated: heap_usage says so.
+    assert reexec("tcmalloc") == "tcmalloc None"
+    assert reexec("default") == "not re-run"
+
+
+class _ReplacedError(Exception):
+    """Raised instead of replacing the test process."""
+
+
+def _train_argv(tmp_path) -> list[str]:
+    return ["train", "--allocator", "tcmalloc", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+            "--config", str(tmp_path / "none.yaml"), "--quiet"]  # fmt: skip
+
+
+def test_train_re_runs_itself_with_tcmalloc_preloaded(monkeypatch, tmp_path):
+    from dagan.cli import main
+
+    replaced = []
+
+    def execve(path, argv, env):
+        replaced.append((path, argv, env))
+        raise _ReplacedError
+
+    monkeypatch.setattr(memory.os, "execve", execve)
+    monkeypatch.setattr(memory, "find_tcmalloc", lambda: "libtcmalloc_minimal.so.4")
+    monkeypatch.setattr(memory, "heap_allocator", lambda: "glibc")
+    monkeypatch.setenv("LD_PRELOAD", "libuser.so")
+    monkeypatch.delenv(memory._PRELOADED, raising=False)
+    with pytest.raises(_ReplacedError):
+        main(_train_argv(tmp_path))
+    [(path, argv, env)] = replaced
+    assert path == sys.executable and argv == [sys.executable, "-m", "dagan", *_train_argv(tmp_path)]
+    assert env["LD_PRELOAD"] == "libtcmalloc_minimal.so.4:libuser.so" and env[memory._PRELOADED] == "tcmalloc"
+    # Already served by tcmalloc (the re-run, or the user's own LD_PRELOAD): the command goes on.
+    monkeypatch.setattr(memory, "heap_allocator", lambda: "tcmalloc")
+    assert main(_train_argv(tmp_path)) == 2  # the missing config, not a second re-run
+    assert len(replaced) == 1
+
+
+@pytest.mark.parametrize(
+    ("found", "preloaded", "message"),
+    [(None, None, "no libtcmalloc_minimal found"), ("libtcmalloc_minimal.so.4", "tcmalloc", "did not take effect")],
+)
+def test_an_allocator_that_cannot_be_had_is_one_error_line(monkeypatch, tmp_path, capsys, found, preloaded, message):
+    from dagan.cli import main
+
+    monkeypatch.setattr(memory.os, "execve", lambda *args: pytest.fail("must not re-run"))
+    monkeypatch.setattr(memory, "find_tcmalloc", lambda: found)
+    monkeypatch.setattr(memory, "heap_allocator", lambda: "glibc")
+    if preloaded:
+        monkeypatch.setenv(memory._PRELOADED, preloaded)
+    assert main(_train_argv(tmp_path)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith("dagan: error: --allocator tcmalloc")

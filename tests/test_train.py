@@ -6,6 +6,8 @@ import dataclasses
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from dagan.config import load_config
 from dagan.data.synth import write_dataset
 from dagan.errors import DaganError
 from dagan.io.checkpoint import read_dagan_checkpoint
+from dagan.pipelines.memory import find_tcmalloc
 from dagan.pipelines.networks import load_animation_networks
 from dagan.pipelines.train import TrainOptions, train
 
@@ -263,3 +266,22 @@ def test_the_run_log_is_written_without_tensorboard(tmp_path, monkeypatch):
     log.close()
     assert json.loads((tmp_path / "log.jsonl").read_text()) == {"step": 1, "loss": 0.5}
     assert (tmp_path / "visuals" / "step_00000001.png").is_file() and not (tmp_path / "tensorboard").exists()
+
+
+@pytest.mark.skipif(
+    find_tcmalloc() is None, reason="no libtcmalloc_minimal here (Debian: apt-get install libtcmalloc-minimal4)"
+)
+def test_training_under_tcmalloc_writes_the_same_checkpoint(synth_data, depth_dir, tmp_path):
+    # --allocator tcmalloc re-runs the command in a new process: only a subprocess can show it.
+    def run(out: Path, *extra: str) -> dict:
+        argv = [sys.executable, "-m", "dagan", "train", "--config", str(TINY_CONFIG), "--data", str(synth_data),
+                "--out", str(out), "--max-steps", "2", "--depth-weights", str(depth_dir), "--workers", "0",
+                "--quiet", *extra]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return torch.load(out / "checkpoint.pth.tar", weights_only=True)
+
+    plain, tcmalloc = run(tmp_path / "plain"), run(tmp_path / "tcmalloc", "--allocator", "tcmalloc")
+    for group in ("generator", "kp_detector", "discriminator"):
+        for key, tensor in plain[group].items():
+            assert torch.equal(tcmalloc[group][key], tensor), (group, key)

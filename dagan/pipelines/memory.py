@@ -9,16 +9,26 @@ are built, stays cached until something trims it. Both are no-ops where glibc is
 Training is the opposite case: each step allocates and frees the same few gigabytes of
 activations, and glibc hands every block over its mmap threshold (at most 32 MB) pages of its own
 and unmaps them on free, so the kernel faults in and zeroes those pages again on every step.
-``keep_freed_memory`` serves them from the heap and keeps them there.
+``keep_freed_memory`` serves them from the heap and keeps them there. glibc's heap, though, does
+not hand most of those kept blocks out again for the next step's requests, so the process keeps
+growing past what is live; ``run_under_allocator`` re-runs a command under tcmalloc, whose size
+classes do (``dagan train --allocator tcmalloc``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import ctypes.util
+import functools
 import gc
 import os
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+from dagan.errors import DaganError
 
 #: glibc's mallopt parameters (malloc.h): free memory kept at the heap's top before trimming, the
 #: number of blocks served by mmap of their own, the number of arenas.
@@ -105,10 +115,67 @@ class HeapUsage:
 
 
 def heap_usage() -> HeapUsage | None:
-    """What the process's heap has handed out now; None without glibc 2.33+ (``mallinfo2``)."""
+    """What the process's heap has handed out now; None without glibc 2.33+ (``mallinfo2``) serving malloc."""
     libc = _libc()
-    if libc is None or not hasattr(libc, "mallinfo2"):
+    if libc is None or not hasattr(libc, "mallinfo2") or heap_allocator() != "glibc":
         return None
     libc.mallinfo2.restype = _MallocInfo
     info = libc.mallinfo2()
     return HeapUsage(mapped=info.hblkhd, in_use=info.uordblks + info.hblkhd)
+
+
+#: What ``--allocator`` of the training commands takes: the process's own heap (glibc's, unless
+#: the user's LD_PRELOAD says otherwise), or gperftools' tcmalloc.
+ALLOCATORS = ("default", "tcmalloc")
+#: The libraries that provide tcmalloc, as the dynamic linker names them, the minimal build first.
+TCMALLOC_LIBRARIES = ("tcmalloc_minimal", "tcmalloc")
+#: Marks a command re-run under an allocator, so that a preload that did not take is an error,
+#: not an endless chain of re-runs.
+_PRELOADED = "DAGAN_PRELOADED_ALLOCATOR"
+
+
+@functools.cache
+def heap_allocator() -> str:
+    """Whose malloc serves this process: "tcmalloc", "jemalloc" or "glibc" (by the libraries it maps)."""
+    with contextlib.suppress(OSError):
+        maps = Path("/proc/self/maps").read_text()
+        for name in ("tcmalloc", "jemalloc"):
+            if f"/lib{name}" in maps:
+                return name
+    return "glibc"
+
+
+def find_tcmalloc() -> str | None:
+    """The tcmalloc library the dynamic linker would load, by its file name; None if there is none."""
+    for name in TCMALLOC_LIBRARIES:
+        if found := ctypes.util.find_library(name):
+            return found
+    return None
+
+
+def run_under_allocator(allocator: str, command: Sequence[str]) -> None:
+    """Return if ``allocator`` serves this process; else replace the process by ``command`` with it preloaded.
+
+    A heap allocator can only be chosen before the process starts (``LD_PRELOAD``): blocks that
+    one malloc handed out cannot be freed by another. ``command`` is what to run instead, the
+    same command line (``[sys.executable, "-m", "dagan", ...]``); it inherits the environment.
+    """
+    if allocator == "default" or heap_allocator() == allocator:
+        return
+    if allocator != "tcmalloc":
+        raise DaganError(f"unknown allocator {allocator!r} (choose from {', '.join(ALLOCATORS)})")
+    if os.environ.get(_PRELOADED) == allocator:
+        raise DaganError(f"--allocator {allocator}: preloading {os.environ.get('LD_PRELOAD')} did not take effect")
+    if not sys.platform.startswith("linux"):
+        raise DaganError(f"--allocator {allocator} works on Linux only")
+    library = find_tcmalloc()
+    if library is None:
+        raise DaganError(
+            "--allocator tcmalloc: no libtcmalloc_minimal found; install it (Debian and Ubuntu: apt-get install "
+            "libtcmalloc-minimal4; conda: gperftools) or leave --allocator at default"
+        )
+    env = dict(os.environ, **{_PRELOADED: allocator})
+    env["LD_PRELOAD"] = ":".join(filter(None, (library, os.environ.get("LD_PRELOAD"))))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], list(command), env)
