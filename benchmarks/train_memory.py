@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     if heap_usage() is None:
-        parser.error("needs glibc 2.33 or newer (mallinfo2)")
+        parser.error("needs glibc's malloc, 2.33 or newer (mallinfo2), serving the process (no LD_PRELOAD of another)")
     if args.heap == "keep":
         keep_freed_memory()
     from dagan.pipelines.train import Trainer, TrainOptions

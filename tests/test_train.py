@@ -268,6 +268,7 @@ def test_the_run_log_is_written_without_tensorboard(tmp_path, monkeypatch):
     assert (tmp_path / "visuals" / "step_00000001.png").is_file() and not (tmp_path / "tensorboard").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     find_tcmalloc() is None, reason="no libtcmalloc_minimal here (Debian: apt-get install libtcmalloc-minimal4)"
 )
