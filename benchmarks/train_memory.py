@@ -1,6 +1,7 @@
 """Where a training step's memory goes: malloc's live bytes against the process's resident size, by phase.
 
-Run: python benchmarks/train_memory.py [--path dagan|low-memory] [--heap keep|default] [--steps 3]
+Run: python benchmarks/train_memory.py [--path dagan|low-memory] [--heap keep|default]
+     [--allocator default|tcmalloc] [--steps 3]
 
 The full vox-adv-256 model at batch 2 with the ResNet-50 depth network, random weights (the
 fixtures of ``benchmarks/train.py``), one process. A thread samples every 2 ms what malloc has
@@ -9,7 +10,9 @@ and keeps the largest of each for the phase the step is in: the generator update
 its backward, the two optimiser steps, the discriminator's forward and backward and its step.
 ``--heap keep`` sets up the heap as ``dagan train`` does (``keep_freed_memory``); ``--heap
 default`` leaves glibc's policy. Resident minus live is what the heap keeps of freed blocks, plus
-torch's libraries (about 0.6 GB, the ``before training`` row's difference).
+torch's libraries (about 0.6 GB, the ``before training`` row's difference). ``--allocator tcmalloc``
+re-runs the script under tcmalloc as ``dagan train --allocator tcmalloc`` does; malloc's live
+bytes are then not known (``mallinfo2`` counts glibc's heap alone), only the resident size.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import _config, write_fixtures  # noqa: E402
 
-from dagan.pipelines.memory import heap_usage, keep_freed_memory  # noqa: E402
+from dagan.pipelines.memory import ALLOCATORS, heap_usage, keep_freed_memory, run_under_allocator  # noqa: E402
 
 MB = 2**20
 
@@ -46,7 +49,8 @@ class PhaseSampler:
 
     def _sample(self) -> None:
         while True:
-            live, resident = heap_usage().in_use, _resident_bytes()
+            usage = heap_usage()
+            live, resident = usage.in_use if usage else 0, _resident_bytes()
             peak = self.peaks.setdefault(self.phase, [0, 0])
             peak[0], peak[1] = max(peak[0], live), max(peak[1], resident)
             time.sleep(self._interval)
@@ -69,10 +73,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", choices=("dagan", "low-memory"), default="low-memory")
     parser.add_argument("--heap", choices=("keep", "default"), default="keep")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="default")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    if heap_usage() is None:
-        parser.error("needs glibc's malloc, 2.33 or newer (mallinfo2), serving the process (no LD_PRELOAD of another)")
+    run_under_allocator(args.allocator, [sys.executable, *sys.argv])
+    counts_live = heap_usage() is not None
     if args.heap == "keep":
         keep_freed_memory()
     from dagan.pipelines.train import Trainer, TrainOptions
@@ -106,11 +111,13 @@ def main() -> None:
             print(f"step {step}: {time.perf_counter() - started:.2f} s", flush=True)
             trainer.step += 1
             time.sleep(0.05)  # a few samples of the quiet heap between steps
-    print(f"{args.path}, heap policy {args.heap}: largest live heap and resident size per phase (2 ms samples)")
+    print(f"{args.path}, heap policy {args.heap}, allocator {args.allocator}: largest live heap and resident size "
+          "per phase (2 ms samples)")  # fmt: skip
     for phase in ["before training", *phases]:
         if phase in sampler.peaks:
             live, resident = sampler.peaks[phase]
-            print(f"  {phase:<28} live {live / MB:6.0f} MB   resident {resident / MB:6.0f} MB")
+            shown = f"{live / MB:6.0f}" if counts_live else "     -"
+            print(f"  {phase:<28} live {shown} MB   resident {resident / MB:6.0f} MB")
     print(f"peak resident (the kernel's count): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
