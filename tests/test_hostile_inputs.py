@@ -951,6 +951,18 @@ def _train_out_file(w: Path, s: Shared) -> Spec:
     return Spec(argv, names=("run",))
 
 
+@case("train-allocator-unknown")
+def _train_allocator_unknown(w: Path, s: Shared) -> Spec:
+    return Spec(train_argv(s, w, tiny_config(w), {"--allocator": "jemalloc"}), must_say=("--allocator",))
+
+
+@case("train-allocator-tcmalloc-out-is-an-existing-file")
+def _train_allocator_out_file(w: Path, s: Shared) -> Spec:
+    # A process of its own: --allocator tcmalloc replaces it, and the re-run must refuse as cleanly.
+    argv = train_argv(s, w, tiny_config(w), {"--out": plant(w / "run"), "--allocator": "tcmalloc"})
+    return Spec(argv, names=("run", "libtcmalloc_minimal"), mode="subprocess")
+
+
 @case("train-resume-checkpoint-runs-code")
 def _train_resume_pickle(w: Path, s: Shared) -> Spec:
     marker = w / "code_ran"
@@ -986,6 +998,12 @@ def _train_depth_no_clips(w: Path, s: Shared) -> Spec:
     argv = ["train-depth", "--data", str(w / "empty"), "--out", str(w / "run"), "--size", "64", "--max-steps", "1",
             "--workers", "0", "--device", "cpu", "--quiet"]  # fmt: skip
     return Spec(argv, names=("empty",))
+
+
+@case("train-depth-allocator-given-no-value")
+def _train_depth_allocator_empty(w: Path, s: Shared) -> Spec:
+    argv = ["train-depth", "--data", str(place(s.data, w / "data")), "--out", str(w / "run"), "--allocator"]
+    return Spec(argv, must_say=("--allocator",))
 
 
 # ---------------------------------------------------------------------------------------------- depth
