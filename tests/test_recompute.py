@@ -118,7 +118,7 @@ def test_a_kept_graph_recomputes_on_each_backward_pass():
         assert torch.equal(buffer, dict(recomputed.named_buffers())[name]), name
 
 
-@pytest.mark.skipif(memory.heap_usage() is None, reason="needs glibc 2.33+ (mallinfo2)")
+@pytest.mark.skipif(memory.heap_usage() is None, reason="needs glibc 2.33+ (mallinfo2) serving malloc")
 def test_recomputed_networks_keep_far_less_for_backward():
     """What a forward leaves alive for backward, measured on the heap: the generator and keypoint
     detector of the tiny model at batch 4."""

@@ -46,10 +46,14 @@ _NEVER_TRIM = 2**31 - 1
 HEAP_ARENAS = 1
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    # Loaded once: heap_usage is sampled every few milliseconds by benchmarks/train_memory.py.
     with contextlib.suppress(OSError):
         libc = ctypes.CDLL("libc.so.6")
         if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+            if hasattr(libc, "mallinfo2"):
+                libc.mallinfo2.restype = _MallocInfo
             return libc
     return None
 
@@ -119,7 +123,6 @@ def heap_usage() -> HeapUsage | None:
     libc = _libc()
     if libc is None or not hasattr(libc, "mallinfo2") or heap_allocator() != "glibc":
         return None
-    libc.mallinfo2.restype = _MallocInfo
     info = libc.mallinfo2()
     return HeapUsage(mapped=info.hblkhd, in_use=info.uordblks + info.hblkhd)
 
