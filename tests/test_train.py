@@ -169,6 +169,30 @@ def test_torchvision_vgg19_checkpoint_layout_loads(tmp_path):
     assert len(vgg(torch.rand(1, 3, 32, 32))) == 5
 
 
+def test_vgg19_features_match_torchvisions_layer_for_layer():
+    import torchvision
+
+    from dagan.nn.vgg import SLICE_ENDS, VGG19Features
+
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg19(weights=None).features.eval()
+    ours = VGG19Features()
+    assert [type(m) for m in ours] == [type(m) for m in reference]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    image = torch.rand(1, 3, 64, 64)
+    x = (image - ours.mean) / ours.std
+    expected = []
+    for index, layer in enumerate(reference):
+        x = layer(x)
+        if index in SLICE_ENDS:
+            expected.append(x.clone())
+    got = ours(image)
+    assert len(got) == len(expected) == 5
+    for a, b in zip(got, expected, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_a_fresh_run_never_overwrites_an_earlier_one(synth_data, depth_dir, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

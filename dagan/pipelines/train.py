@@ -37,6 +37,7 @@ from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
 from dagan.pipelines.precision import autocast, check_precision
 from dagan.pipelines.recompute import recompute_blocks
+from dagan.pipelines.step_in_backward import stepping_in_backward
 from dagan.pipelines.training_loop import TrainingLoop
 
 CHECKPOINT_NAME = "checkpoint.pth.tar"
@@ -184,6 +185,9 @@ class Trainer(TrainingLoop):
             for name in ("generator", "discriminator")
         }
 
+        # Each update in the backward pass takes the gradients off the step's memory peak; see
+        # dagan.pipelines.step_in_backward for why it is exact and the two cases it cannot serve.
+        self.steps_in_backward = self.world == 1 and options.precision != "fp16"
         betas = (0.5, 0.999)
         self.optimizer_generator = torch.optim.Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
         self.optimizer_kp_detector = torch.optim.Adam(
@@ -369,10 +373,15 @@ class Trainer(TrainingLoop):
         with autocast(self.options.precision, self.device):
             losses, generated = self.generator_step(source, driving, transform)
             loss = sum(losses.values())
-        scaler.scale(loss).backward()
-        scaler.step(self.optimizer_generator)
-        scaler.step(self.optimizer_kp_detector)
-        scaler.update()
+        optimizers = (self.optimizer_generator, self.optimizer_kp_detector)
+        if self.steps_in_backward:
+            with stepping_in_backward(optimizers):
+                loss.backward()
+        else:
+            scaler.scale(loss).backward()
+            for optimizer in optimizers:
+                scaler.step(optimizer)
+            scaler.update()
         self.optimizer_generator.zero_grad(set_to_none=True)
         self.optimizer_kp_detector.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
@@ -382,9 +391,13 @@ class Trainer(TrainingLoop):
             self.optimizer_discriminator.zero_grad(set_to_none=True)
             with autocast(self.options.precision, self.device):
                 disc = self.discriminator_step(driving, generated)
-            scaler.scale(sum(disc.values())).backward()
-            scaler.step(self.optimizer_discriminator)
-            scaler.update()
+            if self.steps_in_backward:
+                with stepping_in_backward([self.optimizer_discriminator]):
+                    sum(disc.values()).backward()
+            else:
+                scaler.scale(sum(disc.values())).backward()
+                scaler.step(self.optimizer_discriminator)
+                scaler.update()
             self.optimizer_discriminator.zero_grad(set_to_none=True)
             values.update({k: float(v.detach()) for k, v in disc.items()})
         if self.world > 1 and self.device.type != "cuda":
