@@ -7,7 +7,9 @@ The full vox-adv-256 model at batch 2 with the ResNet-50 depth network, random w
 fixtures of ``benchmarks/train.py``), one process. A thread samples every 2 ms what malloc has
 handed out (``dagan.pipelines.memory.heap_usage``) and the resident size (``/proc/self/statm``),
 and keeps the largest of each for the phase the step is in: the generator update's forward,
-its backward, the two optimiser steps, the discriminator's forward and backward and its step.
+its backward, the two optimiser steps, the discriminator's forward and backward and its step
+(the optimiser steps fall inside the backward passes where the trainer applies them there,
+``dagan.pipelines.step_in_backward``).
 ``--heap keep`` sets up the heap as ``dagan train`` does (``keep_freed_memory``); ``--heap
 default`` leaves glibc's policy. Resident minus live is what the heap keeps of freed blocks, plus
 torch's libraries (about 0.6 GB, the ``before training`` row's difference). ``--allocator tcmalloc``
@@ -97,17 +99,26 @@ def main() -> None:
         # The calls of train_step that start each phase, as they are before any wrapping.
         calls = (trainer.generator_objective, generator_optimiser.step, trainer.discriminator_objective,
                  discriminator_optimiser.step)  # fmt: skip
+        # The updates run inside the backward passes (dagan.pipelines.step_in_backward) unless
+        # the trainer cannot do that; then they are phases of their own.
+        in_backward = trainer.steps_in_backward
         phases = []
         for step in range(1, args.steps + 1):
-            names = [f"step {step}: {p}" for p in ("G forward", "G backward", "G+KP optimiser", "D forward",
-                                                   "D backward", "D optimiser", "between steps")]  # fmt: skip
+            labels = ("G forward", "G backward + updates", "D forward", "D backward + updates", "between steps")
+            if not in_backward:
+                labels = ("G forward", "G backward", "G+KP optimiser", "D forward", "D backward", "D optimiser",
+                          "between steps")  # fmt: skip
+            names = [f"step {step}: {label}" for label in labels]
             phases.extend(names)
             trainer.generator_step = sampler.around(calls[0], names[0], after=names[1])
-            generator_optimiser.step = sampler.around(calls[1], names[2])
-            trainer.discriminator_step = sampler.around(calls[2], names[3], after=names[4])
-            discriminator_optimiser.step = sampler.around(calls[3], names[5], after=names[6])
+            d_forward = labels.index("D forward")
+            trainer.discriminator_step = sampler.around(calls[2], names[d_forward], after=names[d_forward + 1])
+            if not in_backward:
+                generator_optimiser.step = sampler.around(calls[1], names[2])
+                discriminator_optimiser.step = sampler.around(calls[3], names[5])
             started = time.perf_counter()
             trainer.train_step(batch["source"], batch["driving"])
+            sampler.phase = names[-1]
             print(f"step {step}: {time.perf_counter() - started:.2f} s", flush=True)
             trainer.step += 1
             time.sleep(0.05)  # a few samples of the quiet heap between steps
