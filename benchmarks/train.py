@@ -11,7 +11,8 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
      ``DiscriminatorFullModel`` compute it: each depth map on its own, all four disparity scales
      decoded, anti-aliased downsampling that blurs every pixel, the whole attention matrix, the
      discriminator's leaky ReLUs out of place and its weights left trainable during the
-     generator update (their gradients are computed, then zeroed), a second pass of the
+     generator update (their gradients are computed, then zeroed), VGG19 keeping its float maps
+     and convolution inputs for the backward pass, a second pass of the
      discriminator on the real frames for its own update, torch's default Adam;
    - *dagan*: ``Trainer.train_step``, in a process whose heap keeps the memory each step frees,
      as ``dagan train`` sets it up (``dagan.pipelines.memory.keep_freed_memory``);
@@ -148,6 +149,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from dagan.nn.common import AntiAliasDownsample
     from dagan.nn.discriminator import DiscriminatorBlock
+    from dagan.nn.vgg import VGG19Features
     from dagan.pipelines.memory import keep_freed_memory, run_under_allocator
     from dagan.pipelines.train import Trainer, TrainOptions
 
@@ -170,6 +172,7 @@ def worker(args: argparse.Namespace) -> None:
     if path == "plain":
         AntiAliasDownsample.forward = original_anti_alias
         DiscriminatorBlock.forward = original_discriminator_block
+        VGG19Features._frozen_forward = VGG19Features._layer_by_layer  # autograd keeps all it keeps
         trainer.discriminator.requires_grad_(True)
     trainer.start_training()
     batch = next(iter(trainer.loader()))

@@ -193,6 +193,55 @@ def test_vgg19_features_match_torchvisions_layer_for_layer():
         assert torch.equal(a, b)
 
 
+def _saved_bytes(run) -> int:
+    stored: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if not isinstance(tensor, torch.nn.Parameter):
+            stored[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        result = run()
+    return result, sum(stored.values())
+
+
+@pytest.mark.parametrize("size", [64, 37, 50])
+def test_frozen_vgg19_keeps_less_for_backward_and_gives_the_same_input_gradient(size):
+    import torchvision
+
+    from dagan.nn.vgg import SLICE_ENDS, VGG19Features
+
+    torch.manual_seed(size)
+    reference = torchvision.models.vgg19(weights=None).features.requires_grad_(False)
+    ours = VGG19Features()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    image = torch.rand(2, 3, size, size)
+    weights = [torch.rand(2, c, 1, 1) for c in (64, 128, 256, 512, 512)]
+
+    def plain():
+        x = image.clone().requires_grad_(True)
+        y, outputs = (x - ours.mean) / ours.std, []
+        for index, layer in enumerate(reference[: SLICE_ENDS[-1] + 1]):
+            y = layer(y)
+            if index in SLICE_ENDS:
+                outputs.append(y)
+        return x, outputs
+
+    def frozen():
+        x = image.clone().requires_grad_(True)
+        return x, ours(x)
+
+    (x_plain, out_plain), kept_plain = _saved_bytes(plain)
+    (x_frozen, out_frozen), kept_frozen = _saved_bytes(frozen)
+    assert kept_frozen < 0.4 * kept_plain
+    for a, b in zip(out_frozen, out_plain, strict=True):
+        assert torch.equal(a, b)
+    sum((w * o).sum() for w, o in zip(weights, out_plain, strict=True)).backward()
+    sum((w * o).sum() for w, o in zip(weights, out_frozen, strict=True)).backward()
+    assert torch.equal(x_frozen.grad, x_plain.grad)
+
+
 def test_a_fresh_run_never_overwrites_an_earlier_one(synth_data, depth_dir, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
