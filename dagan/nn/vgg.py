@@ -1,10 +1,9 @@
 """VGG19 feature slices for the perceptual loss (torchvision layout, ImageNet normalisation inside).
 
-Built here rather than taken from torchvision: ``import torchvision`` brings ``torch._dynamo`` with
-it, about 165 MB of resident memory that a training process would carry through every step, and
-``vgg19()`` builds (and draws random weights for) a 140-million-parameter classifier only to drop
-it. The weights are always loaded from torchvision's file, so only the layout has to match
-(``tests/test_train.py`` checks keys, shapes and activations against torchvision's).
+Built here rather than taken from torchvision, whose ``vgg19()`` builds (and draws random weights
+for) a 140-million-parameter classifier that the features then drop. The weights are always
+loaded from torchvision's file, so only the layout has to match (``tests/test_train.py`` checks
+keys, shapes and activations against torchvision's).
 """
 
 from __future__ import annotations
@@ -102,12 +101,9 @@ class _FrozenConvReLU(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         positive, weight = ctx.saved_tensors
         grad = torch.where(positive, grad, 0.0)
-        # convolution_backward reads only the input's shape for the input gradient.
-        shape_only = grad.new_empty(1).expand(ctx.input_shape)
-        grad_input = torch.ops.aten.convolution_backward(
-            grad, shape_only, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, (True, False, False)
-        )[0]
-        return grad_input, None, None
+        # The input gradient needs only the input's shape: the same kernel autograd's own
+        # convolution backward runs for it.
+        return torch.nn.grad.conv2d_input(ctx.input_shape, weight, grad, padding=1), None, None
 
 
 class _FrozenMaxPool(torch.autograd.Function):

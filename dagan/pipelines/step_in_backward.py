@@ -1,10 +1,11 @@
 """Optimiser updates applied during the backward pass, each as soon as its parameter's gradient is complete.
 
-A training step's memory peaks in the generator update's backward pass, where the gradients of the
-generator and keypoint detector (about 230 MB for vox-adv-256) build up while activations are still
-held. Autograd accumulates everything a leaf receives before it runs the leaf's accumulation node
-once, so by the time a parameter's post-accumulate hook fires, every operation that saved that
-parameter for backward has already run: it can be updated in place there and its gradient dropped.
+With the updates after backward, the gradients of the generator and keypoint detector (about
+230 MB for vox-adv-256) build up during the generator update's backward pass while activations are
+still held, which made that pass a training step's memory peak on CPU. Autograd accumulates
+everything a leaf receives before it runs the leaf's accumulation node once, so by the time a
+parameter's post-accumulate hook fires, every operation that saved that parameter for backward
+has already run: it can be updated in place there and its gradient dropped.
 
 The update is the optimiser's own ``step``, run with the parameter groups narrowed to the one
 parameter, so the state (its keys, its layout in ``state_dict``, the learning-rate schedulers'
