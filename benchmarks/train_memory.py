@@ -104,8 +104,9 @@ def main() -> None:
         in_backward = trainer.steps_in_backward
         phases = []
         for step in range(1, args.steps + 1):
-            labels = ("G forward", "G backward + updates", "D forward", "D backward + updates", "between steps")
-            if not in_backward:
+            if in_backward:
+                labels = ("G forward", "G backward + updates", "D forward", "D backward + updates", "between steps")
+            else:
                 labels = ("G forward", "G backward", "G+KP optimiser", "D forward", "D backward", "D optimiser",
                           "between steps")  # fmt: skip
             names = [f"step {step}: {label}" for label in labels]

@@ -373,15 +373,7 @@ class Trainer(TrainingLoop):
         with autocast(self.options.precision, self.device):
             losses, generated = self.generator_step(source, driving, transform)
             loss = sum(losses.values())
-        optimizers = (self.optimizer_generator, self.optimizer_kp_detector)
-        if self.steps_in_backward:
-            with stepping_in_backward(optimizers):
-                loss.backward()
-        else:
-            scaler.scale(loss).backward()
-            for optimizer in optimizers:
-                scaler.step(optimizer)
-            scaler.update()
+        self._backward_and_update(loss, (self.optimizer_generator, self.optimizer_kp_detector), scaler)
         self.optimizer_generator.zero_grad(set_to_none=True)
         self.optimizer_kp_detector.zero_grad(set_to_none=True)
         self.discriminator.requires_grad_(True)
@@ -391,19 +383,26 @@ class Trainer(TrainingLoop):
             self.optimizer_discriminator.zero_grad(set_to_none=True)
             with autocast(self.options.precision, self.device):
                 disc = self.discriminator_step(driving, generated)
-            if self.steps_in_backward:
-                with stepping_in_backward([self.optimizer_discriminator]):
-                    sum(disc.values()).backward()
-            else:
-                scaler.scale(sum(disc.values())).backward()
-                scaler.step(self.optimizer_discriminator)
-                scaler.update()
+            self._backward_and_update(sum(disc.values()), (self.optimizer_discriminator,), scaler)
             self.optimizer_discriminator.zero_grad(set_to_none=True)
             values.update({k: float(v.detach()) for k, v in disc.items()})
         if self.world > 1 and self.device.type != "cuda":
             self._average_norm_statistics()
         self._last = (source, driving, generated)
         return values
+
+    def _backward_and_update(
+        self, loss: torch.Tensor, optimizers: tuple[torch.optim.Optimizer, ...], scaler: torch.amp.GradScaler
+    ) -> None:
+        """Backward pass and the optimisers' updates: inside the pass where the trainer can, after it otherwise."""
+        if self.steps_in_backward:
+            with stepping_in_backward(optimizers):
+                loss.backward()
+            return
+        scaler.scale(loss).backward()
+        for optimizer in optimizers:
+            scaler.step(optimizer)
+        scaler.update()
 
     @torch.no_grad()
     def _average_norm_statistics(self) -> None:
