@@ -127,3 +127,36 @@ def test_identity_transform_leaves_frames_and_points_unchanged():
     textured = torch.rand(2, 3, 16, 16)
     assert torch.allclose(transform.transform_frame(textured, align_corners=True), textured, atol=1e-6)
     assert (transform.transform_frame(textured) - textured).abs().mean() > 0.01
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 33, 31), (1, 3, 7, 5), (3, 1000)])
+def test_mean_abs_difference_keeps_int8_signs_and_gives_the_same_values_and_gradients(shape):
+    from dagan.pipelines.objective import mean_abs_difference
+
+    from .saved_tensors import saved_bytes
+
+    generator = torch.Generator().manual_seed(sum(shape))
+    a0, b0 = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
+    b0.view(-1)[::7] = a0.view(-1)[::7]  # zero differences, whose sign is 0
+    weight = torch.rand((), generator=generator) * 10
+    results = []
+    for loss in (mean_abs_difference, lambda a, b: (a - b).abs().mean()):
+        a, b = a0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        value, kept = saved_bytes(lambda loss=loss, a=a, b=b: weight * loss(a, b))
+        value.backward()
+        results.append((value.detach(), a.grad, b.grad, kept))
+    (value, grad_a, grad_b, kept), (plain_value, plain_a, plain_b, plain_kept) = results
+    assert torch.equal(value, plain_value) and torch.equal(grad_a, plain_a) and torch.equal(grad_b, plain_b)
+    assert (grad_a == 0).any() and kept <= 0.3 * plain_kept
+
+
+def test_mean_abs_difference_treats_nan_as_autograd_does_and_skips_inputs_without_gradient():
+    from dagan.pipelines.objective import mean_abs_difference
+
+    a = torch.tensor([1.0, float("nan"), -2.0, 3.0], requires_grad=True)
+    b = torch.tensor([0.0, 0.0, 1.0, 3.0])
+    value = mean_abs_difference(a, b)
+    value.backward()
+    plain = a.detach().clone().requires_grad_(True)
+    (plain - b).abs().mean().backward()
+    assert value.isnan() and torch.equal(a.grad, plain.grad) and b.grad is None

@@ -26,6 +26,7 @@ from dagan.pipelines.networks import load_animation_networks
 from dagan.pipelines.train import TrainOptions, train
 
 from .conftest import REPO
+from .saved_tensors import saved_bytes
 
 TINY_CONFIG = REPO / "configs" / "tiny-64.yaml"
 
@@ -193,19 +194,6 @@ def test_vgg19_features_match_torchvisions_layer_for_layer():
         assert torch.equal(a, b)
 
 
-def _saved_bytes(run) -> int:
-    stored: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        if not isinstance(tensor, torch.nn.Parameter):
-            stored[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        result = run()
-    return result, sum(stored.values())
-
-
 @pytest.mark.parametrize("size", [64, 37, 50])
 def test_frozen_vgg19_keeps_less_for_backward_and_gives_the_same_input_gradient(size):
     import torchvision
@@ -232,8 +220,8 @@ def test_frozen_vgg19_keeps_less_for_backward_and_gives_the_same_input_gradient(
         x = image.clone().requires_grad_(True)
         return x, ours(x)
 
-    (x_plain, out_plain), kept_plain = _saved_bytes(plain)
-    (x_frozen, out_frozen), kept_frozen = _saved_bytes(frozen)
+    (x_plain, out_plain), kept_plain = saved_bytes(plain)
+    (x_frozen, out_frozen), kept_frozen = saved_bytes(frozen)
     assert kept_frozen < 0.4 * kept_plain
     for a, b in zip(out_frozen, out_plain, strict=True):
         assert torch.equal(a, b)

@@ -19,6 +19,40 @@ from dagan.nn.keypoint_detector import KeypointDetector
 from dagan.nn.vgg import VGG19Features
 
 
+def mean_abs_difference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a - b).abs().mean()``, keeping for backward an int8 sign map instead of the float difference."""
+    if a.shape != b.shape:  # broadcasting: the plain expression reduces the gradients to each shape
+        return (a - b).abs().mean()
+    return _MeanAbsDifference.apply(a, b)
+
+
+class _MeanAbsDifference(torch.autograd.Function):
+    """The L1 terms on feature maps, which autograd would keep as float differences.
+
+    The perceptual and feature-matching terms take the L1 distance between maps of up to 64
+    channels at full size: about 100 MB of differences kept until the backward pass of a 256x256
+    batch of 2, at the end of the forward pass, where a training step's memory peaks. The
+    gradient of a mean of absolute values needs only the signs; the backward pass runs the same
+    arithmetic as autograd's (the mean's gradient, then times the sign), so it is the same to the
+    bit, NaN differences included (tests/test_objective.py).
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        difference = a - b
+        # torch's own sign of a NaN is 0, as autograd's backward of abs uses it.
+        sign = difference.sgn().to(torch.int8)
+        ctx.save_for_backward(sign)
+        return difference.abs().mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (sign,) = ctx.saved_tensors
+        grad_difference = (grad / sign.numel()).expand(sign.shape) * sign.to(grad.dtype)
+        needs_a, needs_b = ctx.needs_input_grad
+        return grad_difference if needs_a else None, -grad_difference if needs_b else None
+
+
 class ImagePyramid(nn.Module):
     """The image at each scale, band-limited before subsampling."""
 
@@ -174,7 +208,7 @@ class GeneratorObjective(nn.Module):
                 if self.train_config.perceptual_backbone == "vgg19":
                     fake_features, real_features = self.vgg(fake[scale]), self.vgg(real[scale])
                     for weight, a, b in zip(w.perceptual, fake_features, real_features, strict=False):
-                        total = total + weight * (a - b.detach()).abs().mean()
+                        total = total + weight * mean_abs_difference(a, b.detach())
                 else:
                     total = total + sum(w.perceptual) * (fake[scale] - real[scale]).abs().mean()
             losses["perceptual"] = total
@@ -189,7 +223,7 @@ class GeneratorObjective(nn.Module):
                 for key in maps_fake:
                     for weight, a, b in zip(w.feature_matching, maps_real[key][0], maps_fake[key][0], strict=False):
                         if weight != 0:
-                            total = total + weight * (a - b).abs().mean()
+                            total = total + weight * mean_abs_difference(a, b)
                 losses["feature_matching"] = total
 
         if w.equivariance_value + w.equivariance_jacobian != 0:
