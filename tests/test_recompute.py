@@ -168,3 +168,32 @@ def test_low_memory_and_compile_together_are_refused(synth_data, depth_dir, tmp_
                  "--max-steps", "1", "--quiet"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "--low-memory" in err and "Traceback" not in err
+
+
+def test_recomputed_tensors_are_freed_without_the_garbage_collector(monkeypatch):
+    """A reference cycle would hold each step's recomputed maps until the collector happened to run."""
+    import gc
+    import weakref
+
+    from dagan.pipelines import recompute
+
+    given_out = []
+    unpack = recompute._Recomputation.unpack
+
+    def tracked(self, index):
+        tensor = unpack(self, index)
+        given_out.append(weakref.ref(tensor))
+        return tensor
+
+    monkeypatch.setattr(recompute._Recomputation, "unpack", tracked)
+    _, network = _networks("depth_aware")
+    recompute_blocks(network)
+    inputs = _inputs(2, 64, network.config.dense_motion.num_kp, seed=8)
+    gc.collect()
+    gc.disable()
+    try:
+        _step(network, inputs)
+        assert len(given_out) > 50
+        assert [ref for ref in given_out if ref() is not None] == []
+    finally:
+        gc.enable()

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dagan.config import DataConfig
+from dagan.data import colour
 from dagan.errors import DaganError
 from dagan.io.image import list_frame_files, read_image, resize_frame
 from dagan.io.video import VIDEO_SUFFIXES, iter_frames, probe_video
@@ -112,17 +113,15 @@ def _to_tensor(frame: np.ndarray) -> torch.Tensor:
 
 def _jitter(frames: list[torch.Tensor], config: DataConfig, rng: np.random.Generator) -> list[torch.Tensor]:
     """Colour jitter in random order, with one set of factors for both frames (like ColorJitter)."""
-    import torchvision.transforms.v2.functional as TF
-
     brightness = rng.uniform(max(0.0, 1 - config.jitter_brightness), 1 + config.jitter_brightness)
     contrast = rng.uniform(max(0.0, 1 - config.jitter_contrast), 1 + config.jitter_contrast)
     saturation = rng.uniform(max(0.0, 1 - config.jitter_saturation), 1 + config.jitter_saturation)
     hue = rng.uniform(-config.jitter_hue, config.jitter_hue)
     steps = [
-        lambda f: TF.adjust_brightness(f, brightness),
-        lambda f: TF.adjust_contrast(f, contrast),
-        lambda f: TF.adjust_saturation(f, saturation),
-        lambda f: TF.adjust_hue(f, hue),
+        lambda f: colour.adjust_brightness(f, brightness),
+        lambda f: colour.adjust_contrast(f, contrast),
+        lambda f: colour.adjust_saturation(f, saturation),
+        lambda f: colour.adjust_hue(f, hue),
     ]
     for step in rng.permutation(len(steps)):
         frames = [steps[step](f) for f in frames]

@@ -33,6 +33,7 @@ from dagan.options import DepthTrainOptions
 from dagan.pipelines.depth_eval import evaluate_depth, has_ground_truth
 from dagan.pipelines.depth_losses import min_reprojection, photometric_error, smoothness
 from dagan.pipelines.distributed import unwrap
+from dagan.pipelines.optim import Adam
 from dagan.pipelines.training_loop import TrainingLoop
 
 SMOOTHNESS_WEIGHT = 1e-3
@@ -78,9 +79,7 @@ class DepthTrainer(TrainingLoop):
                 self.pose = nn.SyncBatchNorm.convert_sync_batchnorm(self.pose)
             self.depth_step = nn.parallel.DistributedDataParallel(self.depth, device_ids=ids)
             self.pose_step = nn.parallel.DistributedDataParallel(self.pose, device_ids=ids)
-        self.optimizer = torch.optim.Adam(
-            list(self.depth.parameters()) + list(self.pose.parameters()), options.learning_rate
-        )
+        self.optimizer = Adam(list(self.depth.parameters()) + list(self.pose.parameters()), options.learning_rate)
         self.base_lr = options.learning_rate
         self.dataset = FrameTripletDataset(
             options.data, "train", options.size, options.stride, options.seed, cache_clips=options.cache_clips

@@ -20,6 +20,7 @@ from dagan.io.image import resize_frame, to_uint8
 from dagan.io.video import iter_frames, probe_video
 from dagan.nn.landmark_net import LandmarkNet
 from dagan.options import LandmarkTrainOptions
+from dagan.pipelines.optim import Adam
 
 
 @dataclass
@@ -92,7 +93,7 @@ def train_landmarks(
     generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     network = LandmarkNet(train_landmarks_.shape[1])
-    optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+    optimizer = Adam(network.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, [int(steps * 0.75)], gamma=0.1)
     network.train()
     for _ in tqdm(range(steps), disable=quiet, file=sys.stderr, desc="train-landmarks", unit="step"):

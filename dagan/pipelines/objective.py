@@ -94,7 +94,11 @@ class EquivarianceTransform:
         warped = (torch.matmul(theta[..., :2], coordinates.unsqueeze(-1)) + theta[..., 2:]).squeeze(-1)
         if self.control_params is not None:
             points = self.control_points.to(coordinates.dtype).view(1, 1, -1, 2)
-            distances = (coordinates.view(coordinates.shape[0], -1, 1, 2) - points).abs().sum(-1)
+            difference = coordinates.view(coordinates.shape[0], -1, 1, 2) - points
+            # |d| as d * sign(d): the same values and gradients, but the Jacobian's second
+            # derivative then comes out as plain zeros. abs's comes out as torch's "efficient
+            # zero" tensor, whose first sum imports torch._dynamo (150 MB, dagan.pipelines.optim).
+            distances = (difference * difference.sign()).sum(-1)
             spline = distances**2 * torch.log(distances + 1e-6) * self.control_params.to(coordinates.dtype)
             warped = warped + spline.sum(dim=2).view(self.batch, coordinates.shape[1], 1)
         return warped

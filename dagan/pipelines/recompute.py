@@ -2,8 +2,14 @@
 
 Autograd keeps every intermediate tensor a block's backward needs; for the generator at 256x256
 those are most of a training step's peak memory. A recomputed block keeps only its inputs and
-runs its forward again when its gradients are needed (``torch.utils.checkpoint``), so a step
-costs one more forward of those blocks.
+runs its forward again when its gradients are needed, so a step costs one more forward of
+those blocks.
+
+This is what ``torch.utils.checkpoint`` does without reentrance (autograd's saved-tensor hooks
+keep a number instead of each tensor; the first backward access recomputes them all), written
+here because torch's reads ``torch._dynamo``'s config on every call: importing it costs about
+150 MB resident in a process that never compiles (``dagan.pipelines.optim``). The recomputed
+blocks draw no random numbers, so no generator state is kept; autocast is restored.
 
 The second forward must see the state the first one saw: in training mode batch norm updates its
 running statistics on every call and spectral norm advances its power iteration, so a plain
@@ -15,13 +21,11 @@ without recomputation (tests/test_recompute.py).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import types
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from dagan.nn.attention import DepthAwareAttention
 from dagan.nn.common import DownBlock2d, Hourglass, ResBlock2d, SameBlock2d, UpBlock2d
@@ -56,6 +60,53 @@ class _FirstPassBuffers:
             buffer.copy_(value)
 
 
+class _Recomputation:
+    """One call of a block: numbers in place of the tensors its forward saved, and their recomputation."""
+
+    def __init__(self, forward, args: tuple, kwargs: dict, buffers: _FirstPassBuffers):
+        # Detached: the inputs are kept as values, not with the graph that made them.
+        self.forward, self.buffers = forward, buffers
+        self.args = tuple(_detached(value) for value in args)
+        self.kwargs = {key: _detached(value) for key, value in kwargs.items()}
+        self.device = next((a.device.type for a in (*args, *kwargs.values()) if torch.is_tensor(a)), "cpu")
+        self.autocast = (torch.is_autocast_enabled(self.device), torch.get_autocast_dtype(self.device))
+        self.saved = 0
+        self.recomputed: dict[int, torch.Tensor] = {}
+
+    def pack(self, tensor: torch.Tensor) -> int:
+        self.saved += 1
+        return self.saved - 1
+
+    def unpack(self, index: int) -> torch.Tensor:
+        if index not in self.recomputed:
+            # The first tensor asked for in this backward pass (or again, in a later one with
+            # a kept graph): the same forward saves the same tensors in the same order.
+            self.recomputed = dict(enumerate(self._recompute()))
+        return self.recomputed.pop(index)
+
+    def _recompute(self) -> list[torch.Tensor]:
+        saved: list[torch.Tensor] = []
+
+        def keep(tensor: torch.Tensor) -> None:
+            # Detached, and nothing left in the recomputed graph: a saved output that kept its
+            # grad_fn would make a reference cycle that only the garbage collector frees.
+            saved.append(tensor.detach())
+
+        enabled, dtype = self.autocast
+        with (
+            torch.enable_grad(),
+            torch.autocast(self.device, dtype=dtype, enabled=enabled),
+            self.buffers,
+            torch.autograd.graph.saved_tensors_hooks(keep, lambda _: None),
+        ):
+            self.forward(*self.args, **self.kwargs)
+        return saved
+
+
+def _detached(value):
+    return value.detach().requires_grad_(value.requires_grad) if torch.is_tensor(value) else value
+
+
 def _recomputed_forward(self: nn.Module, *args, **kwargs):
     forward = functools.partial(type(self).forward, self)
     if not torch.is_grad_enabled():
@@ -64,11 +115,9 @@ def _recomputed_forward(self: nn.Module, *args, **kwargs):
     buffers = list(self.buffers())
     with torch.no_grad():
         first_pass = [buffer.clone() for buffer in buffers]
-
-    def contexts() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
-        return contextlib.nullcontext(), _FirstPassBuffers(buffers, first_pass)
-
-    return checkpoint(forward, *args, use_reentrant=False, context_fn=contexts, **kwargs)
+    recomputation = _Recomputation(forward, args, kwargs, _FirstPassBuffers(buffers, first_pass))
+    with torch.autograd.graph.saved_tensors_hooks(recomputation.pack, recomputation.unpack):
+        return forward(*args, **kwargs)
 
 
 def recompute_in_backward(module: nn.Module) -> None:

@@ -35,6 +35,7 @@ from dagan.options import TrainOptions
 from dagan.pipelines.distributed import unwrap
 from dagan.pipelines.networks import build_generator, load_depth_network
 from dagan.pipelines.objective import DiscriminatorObjective, EquivarianceTransform, GeneratorObjective
+from dagan.pipelines.optim import Adam
 from dagan.pipelines.precision import autocast, check_precision
 from dagan.pipelines.recompute import recompute_blocks
 from dagan.pipelines.step_in_backward import stepping_in_backward
@@ -189,13 +190,9 @@ class Trainer(TrainingLoop):
         # dagan.pipelines.step_in_backward for why it is exact and the two cases it cannot serve.
         self.steps_in_backward = self.world == 1 and options.precision != "fp16"
         betas = (0.5, 0.999)
-        self.optimizer_generator = torch.optim.Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
-        self.optimizer_kp_detector = torch.optim.Adam(
-            self.kp_detector.parameters(), lr=train.lr_kp_detector, betas=betas
-        )
-        self.optimizer_discriminator = torch.optim.Adam(
-            self.discriminator.parameters(), lr=train.lr_discriminator, betas=betas
-        )
+        self.optimizer_generator = Adam(self.generator.parameters(), lr=train.lr_generator, betas=betas)
+        self.optimizer_kp_detector = Adam(self.kp_detector.parameters(), lr=train.lr_kp_detector, betas=betas)
+        self.optimizer_discriminator = Adam(self.discriminator.parameters(), lr=train.lr_discriminator, betas=betas)
         milestones = list(train.epoch_milestones)
         self.schedulers = {
             name: torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.1)
