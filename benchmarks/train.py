@@ -13,7 +13,8 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
      discriminator's leaky ReLUs out of place and its weights left trainable during the
      generator update (their gradients are computed, then zeroed), VGG19 keeping its float maps
      and convolution inputs for the backward pass, a second pass of the
-     discriminator on the real frames for its own update, torch's default Adam;
+     discriminator on the real frames for its own update, torch's default Adam (``torch.optim``)
+     and torchvision imported, as the original has them;
    - *dagan*: ``Trainer.train_step``, in a process whose heap keeps the memory each step frees,
      as ``dagan train`` sets it up (``dagan.pipelines.memory.keep_freed_memory``);
    - *low-memory*: the same as ``dagan train --low-memory`` (``dagan.pipelines.recompute``);
@@ -174,6 +175,15 @@ def worker(args: argparse.Namespace) -> None:
         DiscriminatorBlock.forward = original_discriminator_block
         VGG19Features._frozen_forward = VGG19Features._layer_by_layer  # autograd keeps all it keeps
         trainer.discriminator.requires_grad_(True)
+        # The original's optimisers, and its import of torchvision (for VGG19): both import
+        # torch._dynamo, which dagan's training process does not (dagan.pipelines.optim).
+        import torchvision  # noqa: F401
+
+        for name in ("generator", "kp_detector", "discriminator"):
+            optimizer = getattr(trainer, f"optimizer_{name}")
+            group = optimizer.param_groups[0]
+            replaced = torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"])
+            setattr(trainer, f"optimizer_{name}", replaced)
     trainer.start_training()
     batch = next(iter(trainer.loader()))
     times, losses = [], []

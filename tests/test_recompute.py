@@ -12,7 +12,7 @@ from dagan.nn import KeypointDetector
 from dagan.nn.common import Keypoints
 from dagan.pipelines import memory
 from dagan.pipelines.networks import build_generator
-from dagan.pipelines.recompute import recompute_blocks
+from dagan.pipelines.recompute import recompute_blocks, recompute_in_backward
 
 from .conftest import tiny_model_config
 from .test_train import TINY_CONFIG, _options, depth_dir, synth_data  # noqa: F401 (fixtures)
@@ -197,3 +197,14 @@ def test_recomputed_tensors_are_freed_without_the_garbage_collector(monkeypatch)
         assert [ref for ref in given_out if ref() is not None] == []
     finally:
         gc.enable()
+
+
+def test_an_input_changed_in_place_before_backward_is_refused():
+    block = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3), torch.nn.Tanh())
+    recompute_in_backward(block)
+    x = torch.rand(1, 2, 6, 6, requires_grad=True)
+    source = x * 1
+    out = block(source)
+    source.add_(1)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        out.sum().backward()

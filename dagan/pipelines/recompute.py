@@ -70,6 +70,7 @@ class _Recomputation:
         self.kwargs = {key: _detached(value) for key, value in kwargs.items()}
         self.device = next((a.device.type for a in (*args, *kwargs.values()) if torch.is_tensor(a)), "cpu")
         self.autocast = (torch.is_autocast_enabled(self.device), torch.get_autocast_dtype(self.device))
+        self.versions: list[int] = []
         self.saved = 0
         self.recomputed: dict[int, torch.Tensor] = {}
 
@@ -84,7 +85,17 @@ class _Recomputation:
             self.recomputed = dict(enumerate(self._recompute()))
         return self.recomputed.pop(index)
 
+    def forward_done(self) -> None:
+        """Note the inputs' versions: autograd refuses a backward pass through a saved tensor
+        changed in place since it was saved, and the inputs kept here get the same check."""
+        self.versions = [value._version for value in self._tensor_inputs()]
+
+    def _tensor_inputs(self) -> list[torch.Tensor]:
+        return [value for value in (*self.args, *self.kwargs.values()) if torch.is_tensor(value)]
+
     def _recompute(self) -> list[torch.Tensor]:
+        if [value._version for value in self._tensor_inputs()] != self.versions:
+            raise RuntimeError("an input of a recomputed block was modified in place before the backward pass")
         saved: list[torch.Tensor] = []
 
         def keep(tensor: torch.Tensor) -> None:
@@ -100,6 +111,8 @@ class _Recomputation:
             torch.autograd.graph.saved_tensors_hooks(keep, lambda _: None),
         ):
             self.forward(*self.args, **self.kwargs)
+        if len(saved) != self.saved:
+            raise RuntimeError(f"a recomputed block saved {len(saved)} tensors for backward, its forward {self.saved}")
         return saved
 
 
@@ -117,7 +130,9 @@ def _recomputed_forward(self: nn.Module, *args, **kwargs):
         first_pass = [buffer.clone() for buffer in buffers]
     recomputation = _Recomputation(forward, args, kwargs, _FirstPassBuffers(buffers, first_pass))
     with torch.autograd.graph.saved_tensors_hooks(recomputation.pack, recomputation.unpack):
-        return forward(*args, **kwargs)
+        output = forward(*args, **kwargs)
+    recomputation.forward_done()
+    return output
 
 
 def recompute_in_backward(module: nn.Module) -> None:
