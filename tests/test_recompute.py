@@ -77,14 +77,17 @@ def test_recomputed_generator_gives_the_same_outputs_gradients_and_buffers(varia
 def test_recomputed_blocks_run_once_without_gradients():
     plain, recomputed = _networks("depth_aware")
     recompute_blocks(recomputed)
-    calls = []
+    calls, last_calls = [], []
     recomputed.bottleneck[0].conv1.register_forward_hook(lambda *_: calls.append(1))
+    recomputed.bottleneck[0].conv2.register_forward_hook(lambda *_: last_calls.append(1))
     inputs = _inputs(1, 64, plain.config.dense_motion.num_kp, seed=3)
     with torch.no_grad():
         assert torch.equal(plain.eval()(*inputs)["prediction"], recomputed.eval()(*inputs)["prediction"])
-    assert len(calls) == 1
+    assert len(calls) == len(last_calls) == 1
     _step(recomputed.train(), inputs)
     assert len(calls) == 3  # forward, then once more in backward
+    # The second convolution's output is saved by nothing: the recomputation stops at its input.
+    assert len(last_calls) == 2
 
 
 def test_a_deep_copy_recomputes_with_its_own_buffers():
@@ -207,4 +210,24 @@ def test_an_input_changed_in_place_before_backward_is_refused():
     out = block(source)
     source.add_(1)
     with pytest.raises(RuntimeError, match="modified in place"):
+        out.sum().backward()
+
+
+class _SecondCallDiffers(torch.nn.Module):
+    """A block whose forward takes another path when it runs again: recomputing it would be wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return x.exp() if self.calls == 1 else x.flatten().sin().view_as(x)
+
+
+def test_a_recomputation_that_saves_different_tensors_is_refused():
+    block = _SecondCallDiffers()
+    recompute_in_backward(block)
+    out = block(torch.rand(2, 3, requires_grad=True))
+    with pytest.raises(RuntimeError, match="differ"):
         out.sum().backward()
