@@ -18,7 +18,7 @@ from dagan.pipelines.networks import build_generator
 
 # The random initialisation and the original's blocks that the tests use live with them; benchmarks share them.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.original_blocks import original_discriminator_block  # noqa: E402, F401
+from tests.original_blocks import original_discriminator_block, original_kp2gaussian  # noqa: E402, F401
 from tests.random_weights import randomise_  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

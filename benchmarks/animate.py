@@ -30,7 +30,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _fixtures import original_anti_alias, source_image_path, write_looped_clip, write_random_model  # noqa: E402
+from _fixtures import (  # noqa: E402
+    original_anti_alias,
+    original_kp2gaussian,
+    source_image_path,
+    write_looped_clip,
+    write_random_model,
+)
 
 
 def _peak_rss_mb() -> float:
@@ -46,16 +52,19 @@ def _plain_per_frame(root: Path, source: np.ndarray, frames: list[np.ndarray], d
     """The original demo's loop: one frame at a time, nothing cached but the source keypoints and depth.
 
     Computed the way the original computes: unfused NCHW networks, the whole attention matrix,
-    the source re-encoded for every frame, disparity decoded at all four scales (scale 0 used)
-    and anti-aliased downsampling that blurs every pixel before subsampling.
+    the source re-encoded for every frame, disparity decoded at all four scales (scale 0 used),
+    anti-aliased downsampling that blurs every pixel before subsampling and keypoint heatmaps
+    whose far tails stay subnormal floats.
     """
     from dagan.config import InferenceConfig
     from dagan.io.image import resize_frame
     from dagan.motion import movement_scale, transfer_motion
+    from dagan.nn import dense_motion
     from dagan.nn.common import AntiAliasDownsample
     from dagan.pipelines.animate import Animator
 
     AntiAliasDownsample.forward = original_anti_alias
+    dense_motion.kp2gaussian = original_kp2gaussian
 
     animator = Animator.from_checkpoint(
         root / "model.pth.tar", root / "depth", device, InferenceConfig(fuse=False, channels_last=False)

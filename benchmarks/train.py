@@ -9,7 +9,8 @@ Run: python benchmarks/train.py [--steps 4] [--rounds 2] [--all-modes]
    ``--rounds`` rounds:
    - *plain*: one step written the way the original's ``train.py``, ``GeneratorFullModel`` and
      ``DiscriminatorFullModel`` compute it: each depth map on its own, all four disparity scales
-     decoded, anti-aliased downsampling that blurs every pixel, the whole attention matrix, the
+     decoded, anti-aliased downsampling that blurs every pixel, keypoint heatmaps whose far
+     tails stay subnormal floats, the whole attention matrix, the
      discriminator's leaky ReLUs out of place and its weights left trainable during the
      generator update (their gradients are computed, then zeroed), VGG19 keeping its float maps
      and convolution inputs for the backward pass, a second pass of the
@@ -146,8 +147,9 @@ def original_step(trainer, source: torch.Tensor, driving: torch.Tensor, transfor
 
 def worker(args: argparse.Namespace) -> None:
     """Time ``args.steps`` optimiser steps of one configuration and path; prints a JSON line."""
-    from _fixtures import original_anti_alias, original_discriminator_block
+    from _fixtures import original_anti_alias, original_discriminator_block, original_kp2gaussian
 
+    from dagan.nn import dense_motion, discriminator
     from dagan.nn.common import AntiAliasDownsample
     from dagan.nn.discriminator import DiscriminatorBlock
     from dagan.nn.vgg import VGG19Features
@@ -173,6 +175,7 @@ def worker(args: argparse.Namespace) -> None:
     if path == "plain":
         AntiAliasDownsample.forward = original_anti_alias
         DiscriminatorBlock.forward = original_discriminator_block
+        dense_motion.kp2gaussian = discriminator.kp2gaussian = original_kp2gaussian
         VGG19Features._frozen_forward = VGG19Features._layer_by_layer  # autograd keeps all it keeps
         trainer.discriminator.requires_grad_(True)
         # The original's optimisers, and its import of torchvision (for VGG19): both import

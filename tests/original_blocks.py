@@ -17,3 +17,12 @@ def original_discriminator_block(self, x: torch.Tensor) -> torch.Tensor:
         out = self.norm(out)
     out = F.leaky_relu(out, 0.2)
     return F.avg_pool2d(out, 2) if self.pool else out
+
+
+def original_kp2gaussian(value: torch.Tensor, height: int, width: int, kp_variance: float) -> torch.Tensor:
+    """The original's kp2gaussian: its far tails stay subnormal floats."""
+    from dagan.nn.common import make_coordinate_grid
+
+    grid = make_coordinate_grid(height, width, value)
+    diff = grid.view(1, 1, height, width, 2) - value.view(*value.shape[:2], 1, 1, 2)
+    return torch.exp(-0.5 * (diff**2).sum(-1) / kp_variance)

@@ -1,13 +1,16 @@
-"""The discriminator block: its in-place leaky ReLU and its frozen path change no value and no gradient."""
+"""The discriminator: in-place leaky ReLU, frozen path and heatmaps without subnormals change no value or gradient."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from dagan.nn.discriminator import DiscriminatorBlock
+from dagan.config import DenseMotionConfig, DiscriminatorConfig
+from dagan.nn.common import Keypoints, kp2gaussian
+from dagan.nn.dense_motion import DenseMotionNetwork
+from dagan.nn.discriminator import Discriminator, DiscriminatorBlock
 
-from .original_blocks import original_discriminator_block
+from .original_blocks import original_discriminator_block, original_kp2gaussian
 from .saved_tensors import saved_bytes
 
 
@@ -67,3 +70,61 @@ def test_trainable_or_spectral_norm_blocks_and_inputs_without_gradient_take_the_
     assert type(spectral(x).grad_fn).__name__ != "_FrozenBlockBackward"
     frozen = _frozen_block(norm=True, pool=True)
     assert frozen(x.detach()).grad_fn is None
+
+
+def _keypoints(batch: int, num_kp: int, seed: int) -> torch.Tensor:
+    # Some keypoints outside the frame, as a detector's can be: their whole heatmap is tails.
+    return (torch.rand(batch, num_kp, 2, generator=torch.Generator().manual_seed(seed)) * 2.4 - 1.2).requires_grad_()
+
+
+def test_keypoint_heatmaps_hold_no_subnormal_floats_and_keep_every_normal_value():
+    value = _keypoints(2, 15, 0)
+    heatmap = kp2gaussian(value, 96, 80, 0.01)
+    original = original_kp2gaussian(value, 96, 80, 0.01)
+    tiny = torch.finfo(torch.float32).tiny
+    assert ((original > 0) & (original < tiny)).any(), "the fixture must have subnormal tails"
+    assert not ((heatmap > 0) & (heatmap < tiny)).any()
+    assert torch.equal(heatmap[original >= tiny], original[original >= tiny])
+
+
+def _with_original_heatmaps(monkeypatch, module, run):
+    flushed = run()
+    monkeypatch.setattr(module, "kp2gaussian", original_kp2gaussian)
+    return flushed, run()
+
+
+def test_discriminator_outputs_and_gradients_are_the_same_without_subnormal_heatmaps(monkeypatch):
+    import dagan.nn.discriminator as discriminator_module
+
+    torch.manual_seed(0)
+    discriminator = Discriminator(DiscriminatorConfig())
+    image = torch.rand(2, 3, 128, 128, requires_grad=True)
+    value = _keypoints(2, 15, 1)
+
+    def run():
+        feature_maps, prediction = discriminator(image, value)
+        loss = sum(m.square().mean() for m in feature_maps) + prediction.mean()
+        parameters = list(discriminator.parameters())
+        return [*feature_maps, prediction, *torch.autograd.grad(loss, [image, value, *parameters])]
+
+    flushed, original = _with_original_heatmaps(monkeypatch, discriminator_module, run)
+    for a, b in zip(flushed, original, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dense_motion_and_its_keypoint_gradients_are_the_same_without_subnormal_heatmaps(monkeypatch):
+    import dagan.nn.dense_motion as dense_motion_module
+
+    torch.manual_seed(0)
+    network = DenseMotionNetwork(DenseMotionConfig(num_kp=10, block_expansion=16, max_features=64, num_blocks=3))
+    image = torch.rand(2, 3, 128, 128)
+    driving, source = _keypoints(2, 10, 2), _keypoints(2, 10, 3)
+
+    def run():
+        out = network(image, Keypoints(driving), Keypoints(source))
+        loss = out["deformation"].square().mean() + out["occlusion_map"].mean()
+        return [out["deformation"], out["occlusion_map"], *torch.autograd.grad(loss, [driving, source])]
+
+    flushed, original = _with_original_heatmaps(monkeypatch, dense_motion_module, run)
+    for a, b in zip(flushed, original, strict=True):
+        assert torch.equal(a, b)
