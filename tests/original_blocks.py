@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from dagan.nn.common import make_coordinate_grid
+
 
 def original_discriminator_block(self, x: torch.Tensor) -> torch.Tensor:
     """The original's discriminator DownBlock2d: its leaky ReLU is not in place."""
@@ -21,8 +23,6 @@ def original_discriminator_block(self, x: torch.Tensor) -> torch.Tensor:
 
 def original_kp2gaussian(value: torch.Tensor, height: int, width: int, kp_variance: float) -> torch.Tensor:
     """The original's kp2gaussian: its far tails stay subnormal floats."""
-    from dagan.nn.common import make_coordinate_grid
-
     grid = make_coordinate_grid(height, width, value)
     diff = grid.view(1, 1, height, width, 2) - value.view(*value.shape[:2], 1, 1, 2)
     return torch.exp(-0.5 * (diff**2).sum(-1) / kp_variance)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -73,7 +75,9 @@ def test_trainable_or_spectral_norm_blocks_and_inputs_without_gradient_take_the_
 
 
 def _keypoints(batch: int, num_kp: int, seed: int) -> torch.Tensor:
-    # Some keypoints outside the frame, as a detector's can be: their whole heatmap is tails.
+    # Some keypoints up to 0.2 outside the [-1, 1] frame, as a detector's can be. (One more than
+    # 1.3 beyond the frame would have a heatmap of tails only, whose keypoint gradient goes from
+    # about 1e-37 to zero: no detector or discriminator input gets there.)
     return (torch.rand(batch, num_kp, 2, generator=torch.Generator().manual_seed(seed)) * 2.4 - 1.2).requires_grad_()
 
 
@@ -87,7 +91,14 @@ def test_keypoint_heatmaps_hold_no_subnormal_floats_and_keep_every_normal_value(
     assert torch.equal(heatmap[original >= tiny], original[original >= tiny])
 
 
-def _with_original_heatmaps(monkeypatch, module, run):
+def _has_subnormal_tails(value: torch.Tensor, height: int, width: int) -> bool:
+    original = original_kp2gaussian(value.detach(), height, width, 0.01)
+    return bool(((original > 0) & (original < torch.finfo(torch.float32).tiny)).any())
+
+
+def _with_original_heatmaps(
+    monkeypatch: pytest.MonkeyPatch, module: object, run: Callable[[], list[torch.Tensor]]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     flushed = run()
     monkeypatch.setattr(module, "kp2gaussian", original_kp2gaussian)
     return flushed, run()
@@ -100,8 +111,9 @@ def test_discriminator_outputs_and_gradients_are_the_same_without_subnormal_heat
     discriminator = Discriminator(DiscriminatorConfig())
     image = torch.rand(2, 3, 128, 128, requires_grad=True)
     value = _keypoints(2, 15, 1)
+    assert _has_subnormal_tails(value, 128, 128), "the fixture must have subnormal tails"
 
-    def run():
+    def run() -> list[torch.Tensor]:
         feature_maps, prediction = discriminator(image, value)
         loss = sum(m.square().mean() for m in feature_maps) + prediction.mean()
         parameters = list(discriminator.parameters())
@@ -119,8 +131,10 @@ def test_dense_motion_and_its_keypoint_gradients_are_the_same_without_subnormal_
     network = DenseMotionNetwork(DenseMotionConfig(num_kp=10, block_expansion=16, max_features=64, num_blocks=3))
     image = torch.rand(2, 3, 128, 128)
     driving, source = _keypoints(2, 10, 2), _keypoints(2, 10, 3)
+    # The dense motion network's heatmaps are at a quarter of the frame's size.
+    assert _has_subnormal_tails(driving, 32, 32) and _has_subnormal_tails(source, 32, 32)
 
-    def run():
+    def run() -> list[torch.Tensor]:
         out = network(image, Keypoints(driving), Keypoints(source))
         loss = out["deformation"].square().mean() + out["occlusion_map"].mean()
         return [out["deformation"], out["occlusion_map"], *torch.autograd.grad(loss, [driving, source])]

@@ -216,7 +216,7 @@ def test_an_input_changed_in_place_before_backward_is_refused():
 class _SecondCallDiffers(torch.nn.Module):
     """A block whose forward takes another path when it runs again: recomputing it would be wrong."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.calls = 0
 

@@ -57,10 +57,12 @@ def kp2gaussian(value: torch.Tensor, height: int, width: int, kp_variance: float
     heatmap = torch.exp(-0.5 * (diff**2).sum(-1) / kp_variance)
     # The far tails of a narrow Gaussian underflow to subnormal floats (5-7% of a 256x256 map at
     # the default variance), which x86 cores multiply on a slow microcode path: with them, the
-    # discriminator's first convolution ran 6x and its weight gradient 4x slower. A value below
-    # the smallest normal float is absorbed by any sum of normal ones it enters, so zeroing it
-    # leaves the networks' outputs and gradients the same (tests/test_discriminator.py).
-    return torch.where(heatmap < torch.finfo(heatmap.dtype).tiny, 0.0, heatmap)
+    # discriminator's first convolution ran 6x and its weight gradient 4x slower. Wherever a
+    # heatmap also holds values near its peak of 1, as every keypoint within the frame's reach
+    # does, sums absorb the subnormal ones, so zeroing them leaves the networks' outputs and
+    # gradients the same to the bit (tests/test_discriminator.py). The threshold is fp32's
+    # smallest normal float whatever the dtype: bf16 shares it, and in fp16 it zeroes nothing.
+    return torch.where(heatmap < torch.finfo(torch.float32).tiny, 0.0, heatmap)
 
 
 class AntiAliasDownsample(nn.Module):

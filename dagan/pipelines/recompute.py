@@ -21,7 +21,10 @@ without recomputation (tests/test_recompute.py).
 A recomputation stops as soon as it has every tensor the first forward saved. Autograd saves an
 operation's inputs before the operation runs, so what a block computes after its last save (a
 residual block's second convolution, whose output nobody's backward needs) is never run again:
-about 0.15 s of a full-size training step, at no cost in memory.
+about 0.15 s of a full-size training step, at no cost in memory. What the recomputation saves up
+to that point must match the first forward's tensors in number, shape and dtype; one that would
+go on to save more is not seen (torch.utils.checkpoint's early stop has the same limit), and
+forward hooks of the layers after the last save do not run a second time.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ from dagan.nn.spade_generator import SPADEResnetBlock
 #: Larger units keep less but hold more while one is recomputed; these are the blocks the
 #: networks are built from (an hourglass as a whole: its skip connections span all its blocks).
 RECOMPUTED_BLOCKS = (SameBlock2d, DownBlock2d, UpBlock2d, ResBlock2d, Hourglass, DepthAwareAttention, SPADEResnetBlock)
+
+
+# A BaseException, so that no `except Exception` inside a recomputed block can swallow it.
+class _AllSaved(BaseException):
+    """Raised by the recomputation's pack hook at the last tensor it needs: the rest of the forward is not run."""
 
 
 class _FirstPassBuffers:
@@ -127,11 +135,6 @@ class _Recomputation:
                 f"{len(self.saved)} its forward saved"
             )
         return saved
-
-
-# A BaseException, so that no `except Exception` inside a recomputed block can swallow it.
-class _AllSaved(BaseException):
-    """Raised by the recomputation's pack hook at the last tensor it needs: the rest of the forward is not run."""
 
 
 def _detached(value):
