@@ -145,8 +145,13 @@ def original_step(trainer, source: torch.Tensor, driving: torch.Tensor, transfor
     return {**{key: float(value) for key, value in losses.items()}, "disc_gan": float(disc)}
 
 
-def worker(args: argparse.Namespace) -> None:
-    """Time ``args.steps`` optimiser steps of one configuration and path; prints a JSON line."""
+def prepare(root: Path, config: str, batch: int, path: str, attention: str = "auto"):
+    """A trainer set up for one path of the module docstring, its batch, and a function that runs one step.
+
+    The function takes an equivariance transform and returns the step's losses. Call this first
+    in a fresh process: a path with an allocator re-runs the process under it, and the plain path
+    patches the networks' classes.
+    """
     from _fixtures import original_anti_alias, original_discriminator_block, original_kp2gaussian
 
     from dagan.nn import dense_motion, discriminator
@@ -156,22 +161,21 @@ def worker(args: argparse.Namespace) -> None:
     from dagan.pipelines.memory import keep_freed_memory, run_under_allocator
     from dagan.pipelines.train import Trainer, TrainOptions
 
-    root = Path(args.root)
-    path, _, allocator = args.path.partition("+")
+    path, _, allocator = path.partition("+")
     if path != "plain":
         keep_freed_memory()  # as the `dagan train` command does before anything else
         run_under_allocator(allocator or "default", [sys.executable, *sys.argv])
     options = TrainOptions(
-        data=root / f"synth_{args.config}",
-        out=root / f"run_{args.config}_{path}_{allocator}_{args.attention}",
-        depth_weights=root / f"depth_{args.config}",
+        data=root / f"synth_{config}",
+        out=root / f"run_{config}_{path}_{allocator}_{attention}",
+        depth_weights=root / f"depth_{config}",
         vgg_weights=root / "vgg19.pth",
         workers=0,
         quiet=True,
         low_memory=path == "low-memory",
     )
-    trainer = Trainer(options, _config(args.config, args.batch))
-    trainer.generator.AttnModule.mode = "matrix" if path == "plain" else args.attention
+    trainer = Trainer(options, _config(config, batch))
+    trainer.generator.AttnModule.mode = "matrix" if path == "plain" else attention
     if path == "plain":
         AntiAliasDownsample.forward = original_anti_alias
         DiscriminatorBlock.forward = original_discriminator_block
@@ -188,15 +192,24 @@ def worker(args: argparse.Namespace) -> None:
             replaced = torch.optim.Adam(group["params"], lr=group["lr"], betas=group["betas"])
             setattr(trainer, f"optimizer_{name}", replaced)
     trainer.start_training()
-    batch = next(iter(trainer.loader()))
+    data = next(iter(trainer.loader()))
+
+    def run_step(transform) -> dict[str, float]:
+        if path == "plain":
+            return original_step(trainer, data["source"], data["driving"], transform)
+        return trainer.train_step(data["source"], data["driving"])
+
+    return trainer, data, run_step
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Time ``args.steps`` optimiser steps of one configuration and path; prints a JSON line."""
+    trainer, batch, run_step = prepare(Path(args.root), args.config, args.batch, args.path, args.attention)
     times, losses = [], []
     for _ in range(args.steps):
         transform = trainer.equivariance_transform(batch["source"].shape[0])
         start = time.perf_counter()
-        if path == "plain":
-            losses.append(original_step(trainer, batch["source"], batch["driving"], transform))
-        else:
-            losses.append(trainer.train_step(batch["source"], batch["driving"]))
+        losses.append(run_step(transform))
         times.append(time.perf_counter() - start)
         trainer.step += 1
     steady = times[1:] or times
