@@ -13,8 +13,8 @@ and benchmarks/evaluate.py can be on the host at hand.
    fixtures): the plain path, written the way the original computes a step, and ``dagan train
    --low-memory --allocator tcmalloc`` (without tcmalloc where none is found), each in its own
    process. Each runs ``--steps`` timed steps after a warm-up, then one more step under
-   ``torch.utils.flop_counter``'s formulas (convolutions and matrix products, forward and backward, and the
-   low-memory path's recomputation), untimed: that mode slows every operation. Printed: FLOPs a
+   ``torch.utils.flop_counter``'s formulas (convolutions and matrix products, forward and
+   backward, and the low-memory path's recomputation), untimed: counting slows every operation. Printed: FLOPs a
    step, median s/step, the GFLOP/s achieved over the whole step and its share of the peak, and
    the plain path's FLOPs over dagan's, the speed ratio that doing less work would give alone.
 3. Evaluation: FID's Inception as ``dagan evaluate`` runs it on CPU (batch norms folded,
@@ -83,18 +83,10 @@ def counted_flops(function) -> int:
 
 def worker(root: str, path: str, steps: int) -> None:
     """Time ``steps`` steps of one training path after a warm-up, count one more; prints a JSON line."""
-    trainer, batch, run_step = train_benchmark.prepare(Path(root), "full", 2, path)
-
-    def one_step() -> float:
-        transform = trainer.equivariance_transform(batch["source"].shape[0])
-        started = time.perf_counter()
-        run_step(transform)
-        trainer.step += 1
-        return time.perf_counter() - started
-
-    one_step()
-    seconds = statistics.median(one_step() for _ in range(steps))
-    print(json.dumps({"seconds_per_step": seconds, "flops": counted_flops(one_step)}))
+    run_step = train_benchmark.prepare(Path(root), "full", 2, path)
+    run_step()
+    seconds = statistics.median(run_step()[0] for _ in range(steps))
+    print(json.dumps({"seconds_per_step": seconds, "flops": counted_flops(run_step)}))
 
 
 def _run_worker(root: str, path: str, steps: int) -> dict:

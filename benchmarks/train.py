@@ -146,11 +146,11 @@ def original_step(trainer, source: torch.Tensor, driving: torch.Tensor, transfor
 
 
 def prepare(root: Path, config: str, batch: int, path: str, attention: str = "auto"):
-    """A trainer set up for one path of the module docstring, its batch, and a function that runs one step.
+    """A trainer set up for one path of the module docstring, as a function that runs one step.
 
-    The function takes an equivariance transform and returns the step's losses. Call this first
-    in a fresh process: a path with an allocator re-runs the process under it, and the plain path
-    patches the networks' classes.
+    The function draws the step's equivariance transform, runs the step and returns its seconds
+    (the transform's draw left out) and losses. Call this first in a fresh process: a path with an
+    allocator re-runs the process under it, and the plain path patches the networks' classes.
     """
     from _fixtures import original_anti_alias, original_discriminator_block, original_kp2gaussian
 
@@ -194,24 +194,28 @@ def prepare(root: Path, config: str, batch: int, path: str, attention: str = "au
     trainer.start_training()
     data = next(iter(trainer.loader()))
 
-    def run_step(transform) -> dict[str, float]:
+    def run_step() -> tuple[float, dict[str, float]]:
+        transform = trainer.equivariance_transform(data["source"].shape[0])
+        started = time.perf_counter()
         if path == "plain":
-            return original_step(trainer, data["source"], data["driving"], transform)
-        return trainer.train_step(data["source"], data["driving"])
+            losses = original_step(trainer, data["source"], data["driving"], transform)
+        else:
+            losses = trainer.train_step(data["source"], data["driving"])
+        seconds = time.perf_counter() - started
+        trainer.step += 1
+        return seconds, losses
 
-    return trainer, data, run_step
+    return run_step
 
 
 def worker(args: argparse.Namespace) -> None:
     """Time ``args.steps`` optimiser steps of one configuration and path; prints a JSON line."""
-    trainer, batch, run_step = prepare(Path(args.root), args.config, args.batch, args.path, args.attention)
+    run_step = prepare(Path(args.root), args.config, args.batch, args.path, args.attention)
     times, losses = [], []
     for _ in range(args.steps):
-        transform = trainer.equivariance_transform(batch["source"].shape[0])
-        start = time.perf_counter()
-        losses.append(run_step(transform))
-        times.append(time.perf_counter() - start)
-        trainer.step += 1
+        seconds, step_losses = run_step()
+        times.append(seconds)
+        losses.append(step_losses)
     steady = times[1:] or times
     print(json.dumps({"seconds_per_step": sum(steady) / len(steady),
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
