@@ -8,8 +8,10 @@ models, the face worker), then ``--repeats`` times on 4 and on ``--pairs`` pairs
 difference of the median times gives the cost of one more pair. FID's Fréchet distance (a
 2048-d matrix square root, 10-15 s, once per run whatever its length) is timed inside each run,
 left out of the per-pair cost and start-up, and its median printed on its own line: left in,
-its run-to-run spread (about a second) would swamp the per-pair cost. LSE is timed separately
-on a 3-second 25 fps video with audio.
+its run-to-run spread (about a second) would swamp the per-pair cost. Each group also prints its
+CPU seconds a pair, over all of its processes (the face workers included), and how many cores
+that kept busy: wall time per pair cannot fall below the CPU time over the cores. LSE is timed
+separately on a 3-second 25 fps video with audio.
 
     python benchmarks/evaluate.py [--pairs 64] [--repeats 3]
 """
@@ -17,6 +19,8 @@ on a 3-second 25 fps video with audio.
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -36,6 +40,7 @@ from dagan.nn.fid_inception import FidInception  # noqa: E402
 from dagan.nn.syncnet import SyncNet  # noqa: E402
 from dagan.pipelines import evaluate as evaluation  # noqa: E402
 from dagan.pipelines.evaluate import EvaluateOptions, evaluate  # noqa: E402
+from dagan.pipelines.memory import keep_freed_memory  # noqa: E402
 
 GROUPS = {
     "psnr, ssim (both), l1": "psnr,ssim,l1",
@@ -59,6 +64,7 @@ def main() -> None:
         parser.error(f"--pairs must be more than {STARTUP_PAIRS}")
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    keep_freed_memory()  # as the `dagan evaluate` command does before anything else
     with tempfile.TemporaryDirectory(prefix="dagan-eval-bench-") as tmp:
         root = Path(tmp)
         frames = sample_frames()
@@ -74,31 +80,35 @@ def main() -> None:
         torch.save(torchvision.models.alexnet(weights=None).state_dict(), root / "alexnet.pth")
         torch.save(randomise_(FidInception(), torch.Generator().manual_seed(1)).state_dict(), root / "inception.pth")
         rows = []
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         frechet_seconds: list[float] = []  # of the current run
+        frechet_cpu: list[float] = []  # of the current run
         frechet_runs: list[float] = []  # of every run that had FID
 
         def timed_frechet(*statistics_) -> float:
-            started = time.perf_counter()
+            cpu, started = _cpu_seconds(), time.perf_counter()
             try:
                 return frechet_distance(*statistics_)
             finally:
                 frechet_seconds.append(time.perf_counter() - started)
+                frechet_cpu.append(_cpu_seconds() - cpu)
 
         evaluation.frechet_distance = timed_frechet
 
-        def run(metrics: str, count: int) -> tuple[float, float]:
-            """Seconds of one evaluation, and of its Fréchet distance (0 without FID)."""
+        def run(metrics: str, count: int) -> tuple[float, float, float]:
+            """Seconds of one evaluation, of its Fréchet distance (0 without FID), and its CPU seconds without it."""
             options = EvaluateOptions(
                 generated=root / f"gen{count}", driving=root / f"gt{count}", source=root / f"src{count}",
                 out=root / f"report{count}", metrics=tuple(metrics.split(",")), lpips_weights=root / "alexnet.pth",
                 fid_weights=root / "inception.pth", device="cpu", quiet=True,
             )  # fmt: skip
             frechet_seconds.clear()
-            started = time.perf_counter()
+            frechet_cpu.clear()
+            cpu, started = _cpu_seconds(), time.perf_counter()
             evaluate(options)
             if frechet_seconds:
                 frechet_runs.append(sum(frechet_seconds))
-            return time.perf_counter() - started, sum(frechet_seconds)
+            return time.perf_counter() - started, sum(frechet_seconds), _cpu_seconds() - cpu - sum(frechet_cpu)
 
         for label, metrics in GROUPS.items():
             # The start-up (loading weights and dlib's models, starting the face worker) is paid
@@ -106,18 +116,24 @@ def main() -> None:
             # of STARTUP_PAIRS, all after a first short run that fills what this process keeps
             # between runs (dlib's models, oneDNN's kernels). That first run gives the start-up
             # of a fresh process.
-            first, first_frechet = run(metrics, STARTUP_PAIRS)
+            first, first_frechet, _ = run(metrics, STARTUP_PAIRS)
             shorts, longs = [], []
             for _ in range(args.repeats):
                 shorts.append(run(metrics, STARTUP_PAIRS))
                 longs.append(run(metrics, args.pairs))
-            short = statistics.median(total - frechet for total, frechet in shorts)
-            long = statistics.median(total - frechet for total, frechet in longs)
-            whole = statistics.median(total for total, _ in longs)
-            per_pair = (long - short) / (args.pairs - STARTUP_PAIRS)
+            extra_pairs = args.pairs - STARTUP_PAIRS
+            short = statistics.median(total - frechet for total, frechet, _ in shorts)
+            long = statistics.median(total - frechet for total, frechet, _ in longs)
+            whole = statistics.median(total for total, _, _ in longs)
+            per_pair = (long - short) / extra_pairs
+            # The CPU time of a pair, over every process (the face workers are reaped at each run's
+            # end): with all cores busy, wall time per pair cannot fall below it / cores.
+            cpu_long, cpu_short = (statistics.median(cpu for *_, cpu in runs) for runs in (longs, shorts))
+            cpu_per_pair = (cpu_long - cpu_short) / extra_pairs
             startup = first - first_frechet - STARTUP_PAIRS * per_pair
+            busy = f"CPU {cpu_per_pair:.3f} core-s/pair, {cpu_per_pair / per_pair:.2f} of {cores} cores busy"
             rows.append((label, f"{1 / per_pair:.2f} pairs/s  ({per_pair:.3f} s/pair; start-up {startup:.1f} s; "
-                                f"a whole run of {args.pairs}: {whole / args.pairs:.3f} s/pair)"))  # fmt: skip
+                                f"a whole run of {args.pairs}: {whole / args.pairs:.3f} s/pair; {busy})"))  # fmt: skip
         rows.append(("fid: Fréchet distance, once per run (2048-d sqrtm, median of the runs above)",
                      f"{statistics.median(frechet_runs):.1f} s"))  # fmt: skip
         (root / "video").mkdir()
@@ -135,6 +151,12 @@ def main() -> None:
         width = max(len(name) for name, _ in rows)
         for name, value in rows:
             print(f"{name:<{width}}  {value}")
+
+
+def _cpu_seconds() -> float:
+    """User and system seconds of this process and of its children that have been waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _hand_written_ssim(a: np.ndarray, b: np.ndarray, mean, covariance_factor: float = 1.0) -> float:

@@ -574,8 +574,11 @@ class _Command:
     reads_media: bool = True
     #: Whether it animates frames on worker threads, whose heap is then one malloc arena (memory.py).
     animates: bool = False
-    #: Whether it takes optimiser steps, whose heap then keeps the memory each step frees (memory.py).
+    #: Whether it takes optimiser steps, and so takes --allocator.
     trains: bool = False
+    #: Whether it runs large networks over and over (training steps, evaluation batches), whose heap
+    #: then keeps the memory each pass frees instead of faulting it in afresh (memory.py).
+    repeats_passes: bool = False
 
 
 COMMANDS = [
@@ -644,6 +647,7 @@ COMMANDS = [
         "train DaGAN (also under torchrun for several GPUs or nodes)",
         "Train DaGAN on train/ + test/ folders of clips. Under torchrun it runs DistributedDataParallel.",
         trains=True,
+        repeats_passes=True,
     ),
     _Command(
         "train-depth",
@@ -653,6 +657,7 @@ COMMANDS = [
         "Self-supervised face depth from videos; writes encoder.pth and depth.pth in the original format.",
         extra=_train_depth_flags,
         trains=True,
+        repeats_passes=True,
     ),
     _Command(
         "depth",
@@ -697,6 +702,7 @@ COMMANDS = [
         "Compute each metric as its reference implementation does; metrics that cannot run are reported as "
         "unavailable with the reason, and the others still run.",
         extra=_evaluate_flags,
+        repeats_passes=True,
     ),
     _Command(
         "app",
@@ -736,7 +742,12 @@ def build_parser() -> argparse.ArgumentParser:
             _add_max_pixels(p)
         if command.trains:
             _add_allocator(p)
-        p.set_defaults(handler=command.handler, animates=command.animates, trains=command.trains)
+        p.set_defaults(
+            handler=command.handler,
+            animates=command.animates,
+            trains=command.trains,
+            repeats_passes=command.repeats_passes,
+        )
     return parser
 
 
@@ -777,7 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.animates:
         limit_heap_arenas()
-    if args.trains:
+    if args.repeats_passes:
         keep_freed_memory()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None

@@ -138,7 +138,7 @@ def test_only_animating_commands_share_one_heap_arena(monkeypatch, tmp_path, cap
     capsys.readouterr()
 
 
-def test_only_training_commands_keep_freed_memory_in_the_heap(monkeypatch, tmp_path, capsys):
+def test_only_commands_that_repeat_network_passes_keep_freed_memory_in_the_heap(monkeypatch, tmp_path, capsys):
     import dagan.cli
 
     calls = []
@@ -148,5 +148,8 @@ def test_only_training_commands_keep_freed_memory_in_the_heap(monkeypatch, tmp_p
     assert calls == [True]
     assert main(["depth", "--input", missing, "--weights", missing, "--out", str(tmp_path / "d")]) == 2
     assert calls == [True]
+    assert main(["evaluate", "--generated", missing, "--out", str(tmp_path / "report")]) == 2
+    assert calls == [True, True]
+    assert {c.name for c in dagan.cli.COMMANDS if c.repeats_passes} == {"train", "train-depth", "evaluate"}
     assert {c.name for c in dagan.cli.COMMANDS if c.trains} == {"train", "train-depth"}
     capsys.readouterr()

@@ -13,6 +13,8 @@ and unmaps them on free, so the kernel faults in and zeroes those pages again on
 not hand most of those kept blocks out again for the next step's requests, so the process keeps
 growing past what is live; ``run_under_allocator`` re-runs a command under tcmalloc, whose size
 classes do (``dagan train --allocator tcmalloc``).
+Evaluation repeats its passes the same way (an Inception batch of 20 frames maps about 3 GB of
+fresh pages over 64 pairs), so ``dagan evaluate`` keeps its freed memory too.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def limit_heap_arenas(count: int = HEAP_ARENAS) -> None:
 def keep_freed_memory() -> None:
     """Serve large blocks from the heap and keep what is freed there, unless the user set either.
 
-    A process-wide setting for training. One vox-adv-256 step at batch 2 on CPU used to fault in
+    A process-wide setting for training and evaluation. One vox-adv-256 step at batch 2 on CPU used to fault in
     about 4 GB of fresh zeroed pages (a million minor faults, 3-4 s of kernel time); with this,
     once the heap has settled (about ten steps), a step faults none, for a peak RSS about 10%
     higher (benchmarks/train.py and docs/performance.md).
