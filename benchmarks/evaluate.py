@@ -19,7 +19,6 @@ separately on a 3-second 25 fps video with audio.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -80,7 +79,7 @@ def main() -> None:
         torch.save(torchvision.models.alexnet(weights=None).state_dict(), root / "alexnet.pth")
         torch.save(randomise_(FidInception(), torch.Generator().manual_seed(1)).state_dict(), root / "inception.pth")
         rows = []
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cores = evaluation._usable_cores()  # the count the face workers are sized from
         frechet_seconds: list[float] = []  # of the current run
         frechet_cpu: list[float] = []  # of the current run
         frechet_runs: list[float] = []  # of every run that had FID
